@@ -1,0 +1,142 @@
+"""Bounded two-lane mailbox for actors.
+
+Why two lanes: control messages (interrupt, cancel, session update, close) must never wait behind a
+backlog of audio frames, otherwise a barge-in is only honoured after seconds of queued audio.
+Why deque + Event: ``put`` is called ~50 times per second per session, so it must be synchronous,
+allocation-light and never spawn a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Literal
+
+from cozy_actors.observability.metrics import MAILBOX_REJECTED
+
+__all__ = ["Mailbox", "MailboxClosed", "MailboxFull", "OverflowPolicy"]
+
+log = logging.getLogger("cozy.runtime")
+
+OverflowPolicy = Literal["reject", "drop_oldest"]
+
+
+class MailboxFull(Exception):
+    """Raised by put()/tell() when a lane is full and the policy refuses the message (backpressure)."""
+
+
+class MailboxClosed(Exception):
+    """Raised by put()/tell()/ask() once the actor is stopping or stopped: nothing new will be handled."""
+
+
+class Mailbox:
+    """Two lanes: control messages (interrupt, cancel, session update, close) are always delivered before
+    queued data messages, so a barge-in never waits behind an audio backlog.
+
+    Overflow: the control lane is small and never drops (a lost "cancel" is a bug), so a full control
+    lane always raises MailboxFull. A full data lane either raises MailboxFull (``"reject"``: the
+    producer decides) or silently discards the *oldest* queued data item (``"drop_oldest"``: for live
+    audio the newest frames matter most). Both outcomes are counted in MAILBOX_REJECTED[kind, lane].
+
+    Closing refuses new items but keeps the queued ones: ``get`` keeps returning them and raises
+    MailboxClosed only once both lanes are empty, which is what a graceful drain needs.
+    Single consumer: exactly one task (the actor's) calls ``get``.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_control",
+        "_control_maxsize",
+        "_data",
+        "_maxsize",
+        "_nonempty",
+        "_on_drop",
+        "_overflow",
+        "_rejected_control",
+        "_rejected_data",
+    )
+
+    def __init__(
+        self,
+        maxsize: int = 256,
+        overflow: OverflowPolicy = "reject",
+        control_maxsize: int = 64,
+        *,
+        kind: str = "actor",
+        on_drop: Callable[[Any], None] | None = None,
+    ) -> None:
+        """``kind`` labels the rejection metric; ``on_drop`` is told about items discarded by drop_oldest
+        (the actor runtime uses it to fail a dropped ask right away instead of letting it time out)."""
+        if maxsize < 1 or control_maxsize < 1:
+            raise ValueError("mailbox sizes must be >= 1")
+        if overflow not in ("reject", "drop_oldest"):
+            raise ValueError(f"unknown overflow policy {overflow!r}")
+        self._maxsize = maxsize
+        self._control_maxsize = control_maxsize
+        self._overflow: OverflowPolicy = overflow
+        self._data: deque[Any] = deque()
+        self._control: deque[Any] = deque()
+        self._nonempty = asyncio.Event()
+        self._closed = False
+        self._on_drop = on_drop
+        # Label children resolved once: put() is a hot path.
+        self._rejected_data = MAILBOX_REJECTED.labels(kind, "data")
+        self._rejected_control = MAILBOX_REJECTED.labels(kind, "control")
+
+    def put(self, item: Any, *, control: bool = False) -> None:
+        """Enqueue without blocking; raises instead of waiting so producers (transports) never stall."""
+        if self._closed:
+            raise MailboxClosed("mailbox is closed")
+        if control:
+            if len(self._control) >= self._control_maxsize:
+                self._rejected_control.inc()
+                raise MailboxFull(f"control lane full ({self._control_maxsize} messages)")
+            self._control.append(item)
+        else:
+            if len(self._data) >= self._maxsize:
+                self._rejected_data.inc()
+                if self._overflow == "reject":
+                    raise MailboxFull(f"data lane full ({self._maxsize} messages)")
+                dropped = self._data.popleft()
+                if self._on_drop is not None:
+                    try:
+                        self._on_drop(dropped)
+                    except Exception:
+                        log.exception("mailbox on_drop callback failed")
+            self._data.append(item)
+        self._nonempty.set()
+
+    async def get(self) -> Any:
+        """Next item, control lane first; waits while empty; MailboxClosed once closed and empty."""
+        while True:
+            if self._control:
+                return self._control.popleft()
+            if self._data:
+                return self._data.popleft()
+            if self._closed:
+                raise MailboxClosed("mailbox is closed")
+            self._nonempty.clear()
+            await self._nonempty.wait()
+
+    def close(self) -> None:
+        """Refuse new items from now on; queued items stay available to ``get``/``drain_nowait``."""
+        self._closed = True
+        self._nonempty.set()  # wake the consumer so it can notice the close once the lanes are empty
+
+    @property
+    def closed(self) -> bool:
+        """True once close() was called."""
+        return self._closed
+
+    def __len__(self) -> int:
+        """Items queued in both lanes."""
+        return len(self._control) + len(self._data)
+
+    def drain_nowait(self) -> list[Any]:
+        """Remove and return everything queued (control items first), e.g. to fail pending asks on stop."""
+        items = [*self._control, *self._data]
+        self._control.clear()
+        self._data.clear()
+        return items
