@@ -126,9 +126,7 @@ class ActorRef:
         self._factory = factory
         self._policy = policy
         self._on_finished = on_finished
-        self._mailbox = Mailbox(
-            policy.mailbox_size, policy.overflow, kind=self.kind, on_drop=self._on_dropped
-        )
+        self._mailbox = Mailbox(policy.mailbox_size, policy.overflow, kind=self.kind, on_drop=self._on_dropped)
         self._instance = instance
         instance.ref = self
         self._restarts = 0
@@ -220,12 +218,7 @@ class ActorRef:
         self._mailbox.close()
         if not drain:
             task = self._task
-            cancel = (
-                task is not None
-                and not task.done()
-                and self._phase != _NEW
-                and task is not asyncio.current_task()
-            )
+            cancel = task is not None and not task.done() and self._phase != _NEW and task is not asyncio.current_task()
             # From inside the actor the current message finishes normally and is still answered.
             self._fail_queued(include_current=cancel)
             if cancel:
@@ -380,7 +373,9 @@ class ActorRef:
             except Exception:
                 log.exception("%s: on_finished callback failed", self)
         self._stopped.set()
-        log.info("%s stopped: %s (%s)", self, reason.value, detail)
+        # Ephemeral text turns stop NORMAL once per request: keep those out of the info log.
+        level = logging.DEBUG if reason is StopReason.NORMAL else logging.INFO
+        log.log(level, "%s stopped: %s (%s)", self, reason.value, detail)
 
     def _on_task_done(self, task: asyncio.Task[None]) -> None:
         """Safety net: a task cancelled before its first step never ran _run's finally."""

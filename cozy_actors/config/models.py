@@ -1,0 +1,180 @@
+"""Typed configuration, one model per `config/*.yaml` file.
+
+Every model forbids unknown keys: a typo in a config file must stop the server, not be ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _empty_to_none(value: Any) -> Any:
+    return None if isinstance(value, str) and value.strip() == "" else value
+
+
+class SessionConfig(_Strict):
+    """Limits of one conversation actor (DESIGN: bounded everything per session)."""
+
+    max_duration_s: float = Field(3600.0, gt=0)
+    idle_timeout_s: float = Field(300.0, gt=0)
+    mailbox_size: int = Field(256, ge=1)
+    overflow: Literal["reject", "drop_oldest"] = "reject"
+    max_restarts: int = Field(3, ge=0)
+    restart_window_s: float = Field(60.0, gt=0)
+    backoff_initial_s: float = Field(0.05, ge=0)
+    backoff_max_s: float = Field(2.0, ge=0)
+    max_sessions: int | None = Field(1000, ge=1)
+    max_loop_lag_ms: float | None = Field(500.0, gt=0)
+    max_history_messages: int = Field(200, ge=2)
+    ask_timeout_s: float = Field(5.0, gt=0)
+
+    _none = field_validator("max_sessions", "max_loop_lag_ms", mode="before")(_empty_to_none)
+
+
+class TurnConfig(_Strict):
+    max_tool_iterations: int = Field(10, ge=0)
+    llm_timeout_s: float = Field(120.0, gt=0)
+    tool_timeout_s: float = Field(10.0, gt=0)
+
+
+class AppConfig(_Strict):
+    name: str = "CozyEngine"
+    environment: str = "development"
+    data_dir: str | None = None
+    personalities_dir: str = "personalities"
+    default_personality: str = "assistant"
+    inference_workers: int = Field(2, ge=1)
+    sessions: SessionConfig = SessionConfig()
+    turn: TurnConfig = TurnConfig()
+
+    _none = field_validator("data_dir", mode="before")(_empty_to_none)
+
+
+class ApiConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    cors_origins: list[str] = []
+    max_body_bytes: int = Field(26_214_400, ge=1024)
+    docs_enabled: bool = True
+
+
+class LLMModelConfig(_Strict):
+    """One model the server can serve; `options` are validated by the provider's own schema."""
+
+    id: str = Field(min_length=1)
+    provider: str = Field(min_length=1)
+    enabled: bool = True
+    owned_by: str = "cozyengine"
+    options: dict[str, Any] = {}
+
+    @field_validator("enabled", mode="before")
+    @classmethod
+    def _blank_is_false(cls, value: Any) -> Any:
+        return False if isinstance(value, str) and value.strip() == "" else value
+
+
+class LLMConfig(_Strict):
+    default_model: str | None = None
+    models: list[LLMModelConfig] = Field(min_length=1)
+
+    _none = field_validator("default_model", mode="before")(_empty_to_none)
+
+    @model_validator(mode="after")
+    def _check_models(self) -> LLMConfig:
+        ids = [m.id for m in self.models]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate model id(s): {', '.join(dupes)}")
+        enabled = [m.id for m in self.models if m.enabled]
+        if not enabled:
+            raise ValueError("no enabled model")
+        if self.default_model is not None and self.default_model not in enabled:
+            raise ValueError(f"default_model {self.default_model!r} is not an enabled model ({', '.join(enabled)})")
+        return self
+
+    @property
+    def enabled_models(self) -> list[LLMModelConfig]:
+        return [m for m in self.models if m.enabled]
+
+    @property
+    def default(self) -> LLMModelConfig:
+        """The default model: `default_model`, else the first enabled one in file order."""
+        wanted = self.default_model or self.enabled_models[0].id
+        return next(m for m in self.models if m.id == wanted)
+
+
+class EnginesConfig(_Strict):
+    llm: LLMConfig
+    plugins_enabled: bool = True
+
+
+class ContextConfig(_Strict):
+    """Personalization fetch budget (used by the context service)."""
+
+    enabled: bool = True
+    knowledge_timeout_s: float = Field(0.5, gt=0)
+    profile_timeout_s: float = Field(0.3, gt=0)
+    memory_timeout_s: float = Field(0.4, gt=0)
+    max_prompt_tokens: int = Field(1536, ge=128)
+
+
+SideEffect = Literal["read-only", "write", "network", "dangerous"]
+
+
+class ToolsConfig(_Strict):
+    builtin: list[str] = ["get_current_time", "calculator"]
+    allowed_side_effects: list[SideEffect] = ["read-only", "write", "network"]
+    call_timeout_s: float = Field(10.0, gt=0)
+
+
+class StorageConfig(_Strict):
+    database_url: SecretStr | None = None
+    redis_url: SecretStr | None = None
+    pool_min_size: int = Field(1, ge=0)
+    pool_max_size: int = Field(10, ge=1)
+    command_timeout_s: float = Field(10.0, gt=0)
+
+    _none = field_validator("database_url", "redis_url", mode="before")(_empty_to_none)
+
+
+class ObservabilityConfig(_Strict):
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+    log_message_text: bool = False
+    access_log: bool = True
+    metrics_enabled: bool = True
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+class SecurityConfig(_Strict):
+    auth_enabled: bool = False
+    jwt_secret_key: SecretStr | None = None
+    jwt_expiry_s: int = Field(3600, ge=60)
+    bootstrap_admin_key: SecretStr | None = None
+    public_paths: list[str] = ["/health", "/ready", "/metrics", "/docs", "/openapi.json"]
+
+    _none = field_validator("jwt_secret_key", "bootstrap_admin_key", mode="before")(_empty_to_none)
+
+
+# file stem -> model; order is the order `cozy config check` prints them.
+SECTIONS: dict[str, type[BaseModel]] = {
+    "app": AppConfig,
+    "api": ApiConfig,
+    "engines": EnginesConfig,
+    "context": ContextConfig,
+    "tools": ToolsConfig,
+    "storage": StorageConfig,
+    "observability": ObservabilityConfig,
+    "security": SecurityConfig,
+}
+REQUIRED_SECTIONS = ("engines",)

@@ -1,0 +1,195 @@
+"""ConversationActor: one live conversation. It owns the history and the running turn.
+
+Text mode today (each chat completion is one turn); voice will add the audio pipeline to the
+same actor. Only the actor's own task touches `history` and `_turn`; the turn runs as a separate
+task so control messages (cancel) are handled while it streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from cozy_actors.engines.llm.base import LLMEngine, LLMUsage
+from cozy_actors.engines.tools.base import Tool, ToolCatalog
+from cozy_actors.errors import CozyError
+from cozy_actors.observability.metrics import TURNS
+from cozy_actors.personalities import Personality
+from cozy_actors.runtime import Actor, StopReason
+from cozy_actors.storage import ConversationStore
+
+from .events import TurnDone, TurnFailed
+from .handle import CancelTurn, TurnHandle
+from .turn import Turn, TurnSpec
+
+log = logging.getLogger("cozy.conversation")
+
+
+@dataclass
+class TurnRequest:
+    """A turn resolved by the chat service: which personality, model, tools and new messages."""
+
+    personality: Personality
+    engine: LLMEngine
+    model: str
+    messages: list[dict[str, Any]]
+    server_tools: dict[str, Tool] = field(default_factory=dict)
+    client_tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_choice: Any = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    mode: str = "text"
+
+
+@dataclass
+class StartTurn:
+    request: TurnRequest
+
+
+@dataclass
+class _TurnFinished:
+    turn_id: str
+    new_messages: list[dict[str, Any]]
+
+
+@dataclass
+class ConversationDeps:
+    catalog: ToolCatalog
+    store: ConversationStore
+    max_history_messages: int = 200
+    max_tool_iterations: int = 10
+    tool_timeout_s: float = 10.0
+    llm_timeout_s: float = 120.0
+
+
+class SessionBusy(CozyError):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            f"session {session_id} is already answering a request; retry when it has finished",
+            code="RESOURCE_SESSION_BUSY",
+            status=409,
+        )
+
+
+class ConversationActor(Actor):
+    kind = "conversation"
+
+    def __init__(self, actor_id: str, deps: ConversationDeps, *, session_id: str | None) -> None:
+        super().__init__(actor_id)
+        self.deps = deps
+        self.session_id = session_id  # None: an ephemeral, stateless conversation (one turn)
+        self.personality_id: str | None = None
+        self.history: deque[dict[str, Any]] = deque(maxlen=deps.max_history_messages)
+        self._turn: asyncio.Task[None] | None = None
+        self._handle: TurnHandle | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._turn is not None and not self._turn.done()
+
+    async def on_start(self) -> None:
+        if self.session_id is None:
+            return
+        stored = await self.deps.store.load(self.session_id, limit=self.deps.max_history_messages)
+        if stored is not None:
+            self.personality_id = stored.personality_id
+            self.history.extend(stored.messages)
+
+    async def handle(self, message: Any) -> Any:
+        if isinstance(message, StartTurn):
+            return await self._start_turn(message.request)
+        if isinstance(message, CancelTurn):
+            if self._turn is not None and self._handle is not None and self._handle.turn_id == message.turn_id:
+                self._turn.cancel(message.reason)
+            return None
+        if isinstance(message, _TurnFinished):
+            self.history.extend(message.new_messages)
+            if self.session_id is not None and message.new_messages:
+                await self.deps.store.append(self.session_id, self.personality_id or "", message.new_messages)
+            self._turn = self._handle = None
+            if self.session_id is None:
+                await self.ref.stop(StopReason.NORMAL, "turn finished")
+            return None
+        raise TypeError(f"unexpected message {type(message).__name__}")
+
+    async def _start_turn(self, req: TurnRequest) -> TurnHandle | CozyError:
+        if self.busy:
+            return SessionBusy(self.session_id or self.actor_id)
+        self.personality_id = req.personality.id
+        self.touch()
+        new = [_clean(m) for m in req.messages]
+        if self.session_id is not None:
+            # The user's words are stored before the model is called: a failed turn never loses them.
+            await self.deps.store.append(self.session_id, req.personality.id, new)
+        prompt = self._prompt(req.personality, new)
+        self.history.extend(new)
+        spec = TurnSpec(
+            engine=req.engine,
+            model=req.model,
+            messages=prompt,
+            server_tools=req.server_tools,
+            client_tools=req.client_tools,
+            tool_choice=req.tool_choice,
+            temperature=req.temperature,
+            max_tokens=req.max_tokens,
+            extra=req.extra,
+            max_tool_iterations=self.deps.max_tool_iterations,
+            tool_timeout_s=self.deps.tool_timeout_s,
+            llm_timeout_s=self.deps.llm_timeout_s,
+        )
+        handle = TurnHandle(uuid.uuid4().hex, self.session_id, req.personality.id, req.model, self.ref)
+        self._handle = handle
+        self._turn = asyncio.create_task(self._run(Turn(spec, self.deps.catalog), handle, req.mode))
+        return handle
+
+    def _prompt(self, personality: Personality, new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Personality prompt, then the most recent history that fits the policy, then the new messages."""
+        keep = min(personality.memory.max_history_messages, len(self.history))
+        past = list(self.history)[len(self.history) - keep :] if keep else []
+        while past and past[0].get("role") not in ("user", "system", "developer"):
+            past.pop(0)  # never start with a tool result or a dangling assistant tool call
+        return [{"role": "system", "content": personality.system_prompt}, *past, *new]
+
+    async def _run(self, turn: Turn, handle: TurnHandle, mode: str) -> None:
+        new_messages: list[dict[str, Any]] = []
+        outcome = "failed"
+        try:
+            async for event in turn.events():
+                if isinstance(event, TurnDone):
+                    new_messages = event.new_messages
+                    outcome = event.stop_reason or "completed"
+                elif isinstance(event, TurnFailed) and event.partial_text:
+                    new_messages = [{"role": "assistant", "content": event.partial_text}]
+                handle.put(event)
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            if turn.text:
+                new_messages = [{"role": "assistant", "content": turn.text}]
+            handle.put(TurnDone("stop", LLMUsage(), handle.model, 0, "cancelled", new_messages))
+        except Exception as exc:  # a bug in the turn must end this turn, not the conversation
+            log.exception("turn crashed", extra={"session_id": self.session_id})
+            handle.put(TurnFailed("ENGINE_ERROR", f"turn failed: {type(exc).__name__}", 500, turn.text))
+        finally:
+            TURNS.labels(mode, outcome).inc()
+            try:
+                self.ref.tell(_TurnFinished(handle.turn_id, new_messages), control=True)
+            except Exception:
+                pass  # the actor is stopping; on_stop already ended the handle
+
+    async def on_stop(self, reason: StopReason, detail: str | None) -> None:
+        if self._turn is not None and not self._turn.done():
+            self._turn.cancel()
+            if self._handle is not None:
+                self._handle.put(
+                    TurnFailed("RESOURCE_SESSION_ENDED", f"session ended: {reason.value} {detail or ''}".strip(), 503)
+                )
+
+
+def _clean(message: dict[str, Any]) -> dict[str, Any]:
+    """Keep only the OpenAI message fields the upstream understands."""
+    return {k: v for k, v in message.items() if k in ("role", "content", "name", "tool_calls", "tool_call_id")}

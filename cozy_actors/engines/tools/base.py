@@ -1,0 +1,111 @@
+"""Tool definitions and the catalog the Turn asks for "what may I offer, and run this call".
+
+Policy lives here, not in the Turn: offered = personality allowlist ∩ request allowed_tools ∩
+allowed side-effect levels. Execution validates arguments against the tool's JSON schema first, so
+a model's malformed call becomes a tool error message it can read, never a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jsonschema
+import orjson
+
+from cozy_actors.observability.metrics import TOOL_CALLS
+
+SideEffect = Literal["read-only", "write", "network", "dangerous"]
+ToolHandler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+class ToolError(Exception):
+    """A tool call failed in a way the model should be told about."""
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    side_effect: SideEffect
+    handler: ToolHandler
+    source: str = "builtin"
+
+    def schema(self) -> dict[str, Any]:
+        """The OpenAI `tools` entry for this tool."""
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+        }
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    name: str
+    ok: bool
+    content: str
+    latency_s: float
+
+
+class ToolCatalog:
+    def __init__(self, tools: Iterable[Tool] = (), *, allowed_side_effects: Iterable[str] = ("read-only",)) -> None:
+        self._tools: dict[str, Tool] = {}
+        self.allowed_side_effects = frozenset(allowed_side_effects)
+        for tool in tools:
+            self.add(tool)
+
+    def add(self, tool: Tool) -> None:
+        jsonschema.Draft202012Validator.check_schema(tool.parameters)
+        self._tools[tool.name] = tool
+
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._tools)
+
+    def all(self) -> list[Tool]:
+        return [self._tools[n] for n in sorted(self._tools)]
+
+    def offered(self, allowlist: Iterable[str], request_allowed: Iterable[str] | None = None) -> list[Tool]:
+        """Tools the model may see for one turn."""
+        names = set(allowlist)
+        if request_allowed is not None:
+            names &= set(request_allowed)
+        return [
+            t
+            for n in sorted(names)
+            if (t := self._tools.get(n)) is not None and t.side_effect in self.allowed_side_effects
+        ]
+
+    async def execute(self, tool: Tool, arguments: str, *, timeout: float) -> ToolResult:
+        """Run one call; every failure comes back as a result with `ok=False` the model can read."""
+        start = time.perf_counter()
+        try:
+            args = orjson.loads(arguments or "{}")
+            if not isinstance(args, dict):
+                raise ToolError("arguments must be a JSON object")
+            jsonschema.validate(args, tool.parameters)
+            value = await asyncio.wait_for(tool.handler(args), timeout)
+            content = value if isinstance(value, str) else orjson.dumps(value).decode()
+            ok = True
+        except orjson.JSONDecodeError as exc:
+            content, ok = _error(f"arguments are not valid JSON: {exc}"), False
+        except jsonschema.ValidationError as exc:
+            content, ok = _error(f"invalid arguments: {exc.message}"), False
+        except TimeoutError:
+            content, ok = _error(f"tool {tool.name} timed out after {timeout:g} s"), False
+        except ToolError as exc:
+            content, ok = _error(str(exc)), False
+        except Exception as exc:
+            content, ok = _error(f"tool {tool.name} failed: {type(exc).__name__}"), False
+        TOOL_CALLS.labels(tool.name, "ok" if ok else "error").inc()
+        return ToolResult(tool.name, ok, content, time.perf_counter() - start)
+
+
+def _error(message: str) -> str:
+    return orjson.dumps({"error": message}).decode()

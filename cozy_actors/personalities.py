@@ -1,0 +1,123 @@
+"""Personalities: one YAML file each (data, not code), validated as a whole before use.
+
+Loading is all-or-nothing: `PersonalityStore.reload()` parses every file first and swaps the set
+only when all are valid, so a bad edit never takes a working personality away.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PersonalityLLM(_Strict):
+    model: str | None = None  # a configured model id; None = the server default
+    provider: str | None = None  # pick the first enabled model of this provider when `model` is unset
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1)
+
+
+class MemoryPolicy(_Strict):
+    enabled: bool = True
+    use_personalization: bool = True
+    max_history_messages: int = Field(50, ge=0)
+
+
+class VoicePolicy(_Strict):
+    voice: str = "joe"
+    speed: float = Field(1.0, ge=0.25, le=4.0)
+    language: str = "en"
+
+
+class Personality(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    name: str = Field(min_length=1)
+    version: str = "1"
+    description: str = ""
+    system_prompt: str = Field(min_length=1)
+    llm: PersonalityLLM = PersonalityLLM()
+    tools: list[str] = []
+    memory: MemoryPolicy = MemoryPolicy()
+    voice: VoicePolicy = VoicePolicy()
+
+    def public(self) -> dict[str, Any]:
+        """What GET /v1/personalities shows (the prompt is the operator's, not the caller's)."""
+        return {
+            "id": self.id,
+            "object": "personality",
+            "name": self.name,
+            "version": self.version,
+            "description": self.description,
+            "model": self.llm.model,
+            "tools": self.tools,
+            "voice": self.voice.model_dump(),
+        }
+
+
+class PersonalityError(Exception):
+    """One or more personality files are invalid; `problems` are `file: key: reason` lines."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def load_personalities(directory: Path) -> dict[str, Personality]:
+    """Parse every `*.yaml` in `directory`; raise `PersonalityError` listing all problems."""
+    if not directory.is_dir():
+        raise PersonalityError([f"{directory}: -: personalities directory not found"])
+    found: dict[str, Personality] = {}
+    problems: list[str] = []
+    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            problems.append(f"{path}: -: invalid YAML: {getattr(exc, 'problem', exc)}")
+            continue
+        if not isinstance(raw, dict):
+            problems.append(f"{path}: -: expected a mapping")
+            continue
+        try:
+            p = Personality.model_validate(raw)
+        except ValidationError as exc:
+            problems.extend(f"{path}: {'.'.join(map(str, e['loc'])) or '-'}: {e['msg']}" for e in exc.errors())
+            continue
+        if p.id != path.stem:
+            problems.append(f"{path}: id: {p.id!r} must match the file name {path.stem!r}")
+        elif p.id in found:
+            problems.append(f"{path}: id: duplicate personality id {p.id!r}")
+        else:
+            found[p.id] = p
+    if not found and not problems:
+        problems.append(f"{directory}: -: no personality files")
+    if problems:
+        raise PersonalityError(problems)
+    return found
+
+
+class PersonalityStore:
+    def __init__(self, directory: Path, default_id: str) -> None:
+        self.directory = directory
+        self.default_id = default_id
+        self._items: dict[str, Personality] = {}
+
+    def reload(self) -> dict[str, Personality]:
+        """Validate every file, then swap; on error nothing changes."""
+        items = load_personalities(self.directory)
+        if self.default_id not in items:
+            raise PersonalityError([f"{self.directory}: -: default personality {self.default_id!r} not found"])
+        self._items = items
+        return items
+
+    def get(self, personality_id: str | None) -> Personality | None:
+        return self._items.get(personality_id or self.default_id)
+
+    def all(self) -> list[Personality]:
+        return [self._items[k] for k in sorted(self._items)]

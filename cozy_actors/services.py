@@ -1,0 +1,117 @@
+"""Builds the process's services from settings, in dependency order, and tears them down.
+
+The edge calls `start()` in its lifespan and reaches everything through this one object, so
+tests and the CLI can build the same graph without HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from cozy_actors.config import Settings
+from cozy_actors.conversation.chat import ChatService
+from cozy_actors.engines.llm.router import LLMRouter
+from cozy_actors.engines.registry import EngineRegistry, default_registry
+from cozy_actors.engines.tools.base import ToolCatalog
+from cozy_actors.engines.tools.builtin import BUILTIN_TOOLS
+from cozy_actors.personalities import PersonalityStore
+from cozy_actors.runtime import LoopLagMonitor, Supervisor, SupervisorPolicy
+from cozy_actors.storage import InMemoryConversationStore
+from cozy_media.workers import configure_pool
+
+log = logging.getLogger("cozy.services")
+
+
+class StartupError(Exception):
+    """The server cannot start; `problems` are `file: key: reason` lines."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class CozyServices:
+    def __init__(self, settings: Settings, *, registry: EngineRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.started = False
+
+    def build(self) -> None:
+        """Construct everything that needs no I/O; raises StartupError on bad configuration."""
+        s = self.settings
+        from cozy_actors.engines.llm.router import LLMConfigError
+        from cozy_actors.personalities import PersonalityError
+
+        if self.registry is None:
+            self.registry = default_registry(load_plugins=s.engines.plugins_enabled)
+        engines_file = s.files.get("engines") or "config/engines.yaml"
+        try:
+            self.llms = LLMRouter(s.engines.llm, self.registry)
+        except LLMConfigError as exc:
+            raise StartupError([f"{engines_file}: {p}" for p in exc.problems]) from exc
+        self.personalities = PersonalityStore(s.personalities_dir, s.app.default_personality)
+        try:
+            self.personalities.reload()
+        except PersonalityError as exc:
+            raise StartupError(exc.problems) from exc
+        tools_file = s.files.get("tools") or "config/tools.yaml"
+        unknown = [name for name in s.tools.builtin if name not in BUILTIN_TOOLS]
+        if unknown:
+            raise StartupError([f"{tools_file}: builtin: unknown built-in tool(s) {', '.join(unknown)}"])
+        self.catalog = ToolCatalog(
+            (BUILTIN_TOOLS[n] for n in s.tools.builtin), allowed_side_effects=s.tools.allowed_side_effects
+        )
+        self.store = InMemoryConversationStore(max_messages=s.app.sessions.max_history_messages)
+        sess = s.app.sessions
+        self.loadmon = LoopLagMonitor()
+        self.supervisor = Supervisor(
+            SupervisorPolicy(
+                max_restarts=sess.max_restarts,
+                restart_window_s=sess.restart_window_s,
+                backoff_initial_s=sess.backoff_initial_s,
+                backoff_max_s=sess.backoff_max_s,
+                max_duration_s=sess.max_duration_s,
+                idle_timeout_s=sess.idle_timeout_s,
+                mailbox_size=sess.mailbox_size,
+                overflow=sess.overflow,
+                max_actors=sess.max_sessions,
+                max_loop_lag_s=sess.max_loop_lag_ms / 1000 if sess.max_loop_lag_ms else None,
+            ),
+            loadmon=self.loadmon,
+        )
+        self.chat = ChatService(
+            app=s.app,
+            supervisor=self.supervisor,
+            personalities=self.personalities,
+            llms=self.llms,
+            catalog=self.catalog,
+            store=self.store,
+        )
+
+    async def start(self) -> None:
+        if not hasattr(self, "chat"):
+            self.build()
+        self.pool = configure_pool(self.settings.app.inference_workers)
+        self.loadmon.start()
+        await self.llms.initialize()
+        self.started = True
+        log.info("services started", extra={"default_model": self.llms.default_id})
+
+    async def stop(self) -> None:
+        if not self.started:
+            return
+        self.started = False
+        await self.supervisor.shutdown(timeout=10.0)
+        await self.loadmon.stop()
+        await self.llms.close()
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready = started and every loaded engine healthy."""
+        checks: dict[str, Any] = {}
+        ok = self.started
+        for model_id, health in (await self.llms.health()).items():
+            checks[f"llm:{model_id}"] = {"ok": health.ok, "detail": health.detail}
+            ok = ok and health.ok
+        checks["supervisor"] = self.supervisor.stats()
+        return ok, checks

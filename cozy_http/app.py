@@ -1,0 +1,92 @@
+"""The Starlette application: routes, middleware, error handlers and the services lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from importlib.metadata import PackageNotFoundError, version
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from cozy_actors.config import Settings
+from cozy_actors.errors import CozyError
+from cozy_actors.services import CozyServices
+
+from .errors import handle_cozy_error, handle_http_exception, handle_unexpected
+from .middleware import RequestContextMiddleware
+from .openapi import build_openapi, docs, openapi_json
+from .routes import chat, meta
+
+log = logging.getLogger("cozy.http")
+
+
+def package_version() -> str:
+    try:
+        return version("cozy-engine")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def create_app(settings: Settings, services: CozyServices | None = None) -> Starlette:
+    """Build the app; `services.build()` runs here so bad configuration fails before binding."""
+    services = services or CozyServices(settings)
+    services.build()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await services.start()
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    routes = [
+        Route("/v1/chat/completions", chat.chat_completions, methods=["POST"]),
+        Route("/v1/models", meta.list_models, methods=["GET"]),
+        Route("/v1/models/{model:path}", meta.get_model, methods=["GET"]),
+        Route("/v1/personalities", meta.list_personalities, methods=["GET"]),
+        Route("/v1/personalities/{personality_id}", meta.get_personality, methods=["GET"]),
+        Route("/health", meta.health, methods=["GET"]),
+        Route("/ready", meta.ready, methods=["GET"]),
+        Route("/metrics", meta.metrics, methods=["GET"]),
+    ]
+    if settings.api.docs_enabled:
+        routes += [
+            Route("/openapi.json", openapi_json, methods=["GET"]),
+            Route("/docs", docs, methods=["GET"]),
+        ]
+        with contextlib.suppress(ImportError):
+            import swagger_ui_bundle
+
+            routes.append(Mount("/docs/static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path)))
+    middleware = [Middleware(RequestContextMiddleware, access_log=settings.observability.access_log)]
+    if settings.api.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.api.cors_origins,
+                allow_methods=["*"],
+                allow_headers=["*"],
+                expose_headers=["x-request-id"],
+            )
+        )
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={
+            CozyError: handle_cozy_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_unexpected,
+        },
+    )
+    app.state.services = services
+    app.state.settings = settings
+    app.state.openapi = build_openapi(package_version())
+    return app

@@ -1,0 +1,81 @@
+"""Per-request context: request id, latency metric by route, and one JSON access line.
+
+Pure ASGI (no BaseHTTPMiddleware): it adds no task or body copy per request, which matters on
+the chat hot path.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cozy_actors.observability.metrics import HTTP_LATENCY
+
+from .context import reset_request_id, set_request_id
+
+log = logging.getLogger("cozy.access")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, access_log: bool = True) -> None:
+        self.app = app
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, b"x-request-id")
+        request_id = incoming if incoming and _SAFE_ID.match(incoming) else f"req_{uuid.uuid4().hex}"
+        token = set_request_id(request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        start = time.perf_counter()
+        status = 500
+        rid = request_id.encode()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", ()))
+                if not any(k.lower() == b"x-request-id" for k, _ in headers):
+                    headers.append((b"x-request-id", rid))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = _route_of(scope)
+            if scope["type"] == "http":
+                HTTP_LATENCY.labels(route, scope["method"], str(status)).observe(elapsed)
+            if self.access_log and log.isEnabledFor(logging.INFO):
+                log.info(
+                    "request",
+                    extra={"route": route, "status": status, "latency_ms": round(elapsed * 1000, 2)},
+                )
+            structlog.contextvars.unbind_contextvars("request_id")
+            reset_request_id(token)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _route_of(scope: dict[str, Any]) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if path:
+        return f"{scope.get('root_path', '')}{path}"
+    return "unmatched"
