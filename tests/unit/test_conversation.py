@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
+from cozy_actors.config import load_settings
 from cozy_actors.conversation.actor import ConversationActor, ConversationDeps, StartTurn, TurnRequest
 from cozy_actors.conversation.chat import ChatRequest, ChatService
 from cozy_actors.conversation.events import TextDelta, TurnDone, TurnFailed
-from cozy_actors.config import load_settings
 from cozy_actors.engines.llm.base import LLMFinish, LLMTextDelta
 from cozy_actors.engines.tools.base import ToolCatalog
 from cozy_actors.engines.tools.builtin import BUILTIN_TOOLS
 from cozy_actors.errors import CozyError
 from cozy_actors.personalities import PersonalityStore
-from cozy_actors.runtime import Supervisor, SupervisorPolicy
+from cozy_actors.runtime import ActorCrashed, Supervisor, SupervisorPolicy
 from cozy_actors.storage import InMemoryConversationStore
 
 from .test_turn import ScriptedLLM
@@ -77,7 +77,7 @@ async def test_crash_restart_reloads_history_from_store(sup: Supervisor) -> None
     await drain(await ref.ask(StartTurn(request(llm, "remember me")), timeout=2))
     await asyncio.sleep(0.01)
     old = ref.instance
-    with pytest.raises(Exception):
+    with pytest.raises(ActorCrashed):
         await ref.ask("not a message", timeout=2)  # unknown message: the handler raises -> crash
     await drain(await ref.ask(StartTurn(request(llm, "again")), timeout=2))
     assert ref.instance is not old and ref.restarts == 1
