@@ -15,8 +15,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from cozy_actors.config import Settings
-from cozy_actors.errors import CozyError
 from cozy_actors.services import CozyServices
+from cozy_core.errors import CozyError
 
 from .errors import handle_cozy_error, handle_http_exception, handle_unexpected
 from .middleware import RequestContextMiddleware

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cozy_actors.errors import CozyError
+from cozy_core.errors import CozyError
 
 from .context import current_request_id
 

@@ -16,11 +16,11 @@ from typing import Any
 
 from cozy_actors.engines.llm.base import LLMEngine, LLMUsage
 from cozy_actors.engines.tools.base import Tool, ToolCatalog
-from cozy_actors.errors import CozyError
 from cozy_actors.observability.metrics import TURNS
 from cozy_actors.personalities import Personality
 from cozy_actors.runtime import Actor, StopReason
 from cozy_actors.storage import ConversationStore
+from cozy_core.errors import CozyError
 
 from .events import TurnDone, TurnFailed
 from .handle import CancelTurn, TurnHandle

@@ -13,10 +13,10 @@ from typing import Any
 from cozy_actors.config import AppConfig
 from cozy_actors.engines.llm.router import LLMRouter
 from cozy_actors.engines.tools.base import ToolCatalog
-from cozy_actors.errors import CozyError, Invalid, NotFound
 from cozy_actors.personalities import PersonalityStore
 from cozy_actors.runtime import ActorCrashed, AskTimeout, MailboxClosed, MailboxFull, Supervisor, SupervisorFull
 from cozy_actors.storage import ConversationStore
+from cozy_core.errors import CozyError, Invalid, NotFound
 
 from .actor import ConversationActor, ConversationDeps, StartTurn, TurnRequest
 from .handle import TurnHandle

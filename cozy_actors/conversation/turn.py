@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from cozy_actors.engines.base import EngineError, EngineTimeout
 from cozy_actors.engines.llm.base import (
     LLMEngine,
     LLMFinish,
@@ -25,6 +24,7 @@ from cozy_actors.engines.llm.base import (
 )
 from cozy_actors.engines.tools.base import Tool, ToolCatalog
 from cozy_actors.observability.metrics import TURN_STAGE
+from cozy_core.engines import EngineError, EngineTimeout
 
 from .events import ServerToolCall, TextDelta, ToolCallDelta, TurnDone, TurnEvent, TurnFailed
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .base import Engine, EngineOptions
+from cozy_core.engines import Engine, EngineOptions
 
 log = logging.getLogger("cozy.engines")
 

@@ -15,7 +15,7 @@ from starlette.responses import Response, StreamingResponse
 from cozy_actors.conversation.chat import ChatRequest
 from cozy_actors.conversation.events import ServerToolCall, TextDelta, ToolCallDelta, TurnDone, TurnFailed
 from cozy_actors.conversation.handle import TurnHandle
-from cozy_actors.errors import CozyError
+from cozy_core.errors import CozyError
 
 from ..errors import error_body, error_response, from_validation
 from ..schemas import ChatCompletionRequest

@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cozy_actors.errors import NotFound
+from cozy_core.errors import NotFound
 
 
 def _json(data: object, status: int = 200) -> Response:

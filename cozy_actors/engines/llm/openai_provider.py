@@ -15,7 +15,8 @@ import openai
 import orjson
 from pydantic import Field, SecretStr, field_validator
 
-from ..base import EngineError, EngineOptions, EngineTimeout, Health
+from cozy_core.engines import EngineError, EngineOptions, EngineTimeout, Health
+
 from .base import LLMEngine, LLMEvent, LLMFinish, LLMRequest, LLMTextDelta, LLMToolCallDelta, LLMUsage
 
 

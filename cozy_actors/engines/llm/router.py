@@ -14,8 +14,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from cozy_actors.config import LLMConfig, LLMModelConfig
-from cozy_actors.engines.base import Health
 from cozy_actors.engines.registry import EngineRegistry, RegistryError
+from cozy_core.engines import Health
 
 from .base import LLMEngine
 

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from cozy_actors.errors import CozyError
+from cozy_core.errors import CozyError
 
 
 class EngineOptions(BaseModel):
