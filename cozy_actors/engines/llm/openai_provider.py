@@ -1,17 +1,18 @@
-"""OpenAI-compatible upstream (OpenAI, Ollama, vLLM, LM Studio) through `AsyncOpenAI`.
+"""OpenAI-compatible upstream (OpenAI, Ollama, vLLM, LM Studio): chat completions over HTTP/SSE.
 
-The SDK gives us auth, base_url handling, timeouts and error classes; we read its raw SSE stream
-and parse chunks with orjson instead of building a pydantic object per token, which keeps the
-per-request overhead of the proxy path small.
+Why aiohttp and not the `openai` SDK here: this is the proxy hot path, and the SDK's stack
+(httpx + typed request transforms + a pydantic object per chunk) measured 5-19 ms of CPU per
+request on this 2-core machine (benchmarks/chat_overhead.py, see benchmarks/README.md), which
+alone exceeds the overhead budget. The wire protocol is the same; chunks are parsed with orjson.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-import httpx
-import openai
+import aiohttp
 import orjson
 from pydantic import Field, SecretStr, field_validator
 
@@ -19,30 +20,17 @@ from cozy_core.engines import EngineError, EngineOptions, EngineTimeout, Health
 
 from .base import LLMEngine, LLMEvent, LLMFinish, LLMRequest, LLMTextDelta, LLMToolCallDelta, LLMUsage
 
-
-def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
-    """httpx's timeout and transport errors, for the HTTP library this openai SDK uses (httpx or httpx2)."""
-    timeouts: list[type[BaseException]] = [httpx.TimeoutException]
-    errors: list[type[BaseException]] = [httpx.TransportError]
-    try:
-        import httpx2
-
-        timeouts.append(httpx2.TimeoutException)
-        errors.append(httpx2.TransportError)
-    except ImportError:
-        pass
-    return tuple(timeouts), tuple(errors)
-
-
-_TRANSPORT_TIMEOUTS, _TRANSPORT_ERRORS = _transport_errors()
+_RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
 class OpenAIOptions(EngineOptions):
-    base_url: str = Field(min_length=1)
+    base_url: str = Field(min_length=1, pattern=r"^https?://")
     api_key: SecretStr | None = None
     model: str = Field(min_length=1)
     timeout_s: float = Field(120.0, gt=0)
-    max_retries: int = Field(0, ge=0)
+    connect_timeout_s: float = Field(5.0, gt=0)
+    max_retries: int = Field(0, ge=0, le=5)
+    max_connections: int = Field(256, ge=1)
     organization: str | None = None
 
     @field_validator("api_key", "organization", mode="before")
@@ -57,35 +45,37 @@ class OpenAILLM(LLMEngine):
 
     def __init__(self, model_id: str, options: OpenAIOptions) -> None:
         super().__init__(model_id, options)
-        self._client: openai.AsyncOpenAI | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._url = options.base_url.rstrip("/") + "/chat/completions"
 
     async def initialize(self) -> None:
         opts: OpenAIOptions = self.options
-        self._client = openai.AsyncOpenAI(
-            base_url=opts.base_url,
-            api_key=opts.api_key.get_secret_value() if opts.api_key else "not-needed",
-            organization=opts.organization,
-            timeout=opts.timeout_s,
-            max_retries=opts.max_retries,
+        headers = {"content-type": "application/json", "accept": "text/event-stream"}
+        if opts.api_key:
+            headers["authorization"] = f"Bearer {opts.api_key.get_secret_value()}"
+        if opts.organization:
+            headers["openai-organization"] = opts.organization
+        self._session = aiohttp.ClientSession(
+            headers=headers,
+            connector=aiohttp.TCPConnector(limit=opts.max_connections, keepalive_timeout=30),
+            timeout=aiohttp.ClientTimeout(total=opts.timeout_s, sock_connect=opts.connect_timeout_s),
+            auto_decompress=True,
         )
 
     async def health_check(self) -> Health:
         # Configured is healthy: probing a paid upstream on every /ready would cost money and time.
-        return Health(self._client is not None, "" if self._client else "not initialized")
+        return Health(self._session is not None, "" if self._session else "not initialized")
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
-    async def stream_chat(self, request: LLMRequest) -> AsyncIterator[LLMEvent]:
-        if self._client is None:
-            raise EngineError(f"model {self.model_id} is not initialized", code="ENGINE_UNAVAILABLE", status=503)
-        # Everything goes through `extra_body`: the SDK's typed-request transform walks every
-        # message and tool schema recursively (measured ~9 ms per request under load), while
-        # extra_body is merged into the JSON as it is. The wire body is identical.
+    def _body(self, request: LLMRequest) -> bytes:
         body: dict[str, Any] = {
+            "model": self.options.model,
             "messages": request.messages,
+            "stream": True,
             "stream_options": {"include_usage": True},
             **request.extra,
         }
@@ -97,35 +87,51 @@ class OpenAILLM(LLMEngine):
             body["temperature"] = request.temperature
         if request.max_tokens is not None:
             body["max_tokens"] = request.max_tokens
-        try:
-            create = self._client.chat.completions.with_streaming_response.create
-            async with create(model=self.options.model, messages=[], stream=True, extra_body=body) as resp:
-                async for line in resp.iter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    for event in _events(orjson.loads(data)):
-                        yield event
-        except openai.APITimeoutError as exc:
-            raise EngineTimeout(f"upstream model {self.model_id} timed out") from exc
-        except openai.APIStatusError as exc:
-            raise _status_error(self.model_id, exc) from exc
-        except openai.APIConnectionError as exc:
-            raise EngineError(
-                f"upstream model {self.model_id} unreachable: {exc}", code="ENGINE_UNAVAILABLE", status=502
-            ) from exc
-        except openai.APIError as exc:  # e.g. an error object inside the stream
-            raise EngineError(f"upstream model {self.model_id} failed: {exc}", code="ENGINE_UPSTREAM_ERROR") from exc
-        except _TRANSPORT_TIMEOUTS as exc:  # raised while reading the body: the SDK does not wrap these
-            raise EngineTimeout(f"upstream model {self.model_id} stalled mid-answer") from exc
-        except _TRANSPORT_ERRORS as exc:
-            raise EngineError(
-                f"upstream model {self.model_id} broke off the answer: {exc}", code="ENGINE_UPSTREAM_ERROR", status=502
-            ) from exc
-        except orjson.JSONDecodeError as exc:
-            raise EngineError(f"upstream sent invalid JSON: {exc}", code="ENGINE_UPSTREAM_ERROR") from exc
+        return orjson.dumps(body)
+
+    async def stream_chat(self, request: LLMRequest) -> AsyncIterator[LLMEvent]:
+        if self._session is None:
+            raise EngineError(f"model {self.model_id} is not initialized", code="ENGINE_UNAVAILABLE", status=503)
+        data = self._body(request)
+        attempt = 0
+        while True:
+            started = False
+            try:
+                async with self._session.post(self._url, data=data) as resp:
+                    if resp.status >= 400:
+                        raise await _status_error(self.model_id, resp)
+                    async for raw in resp.content:
+                        if not raw.startswith(b"data:"):
+                            continue
+                        payload = raw[5:].strip()
+                        if payload == b"[DONE]":
+                            return
+                        for event in _events(orjson.loads(payload)):
+                            started = True
+                            yield event
+                return
+            except EngineError as exc:
+                if started or attempt >= self.options.max_retries or exc.status not in _RETRY_STATUS:
+                    raise
+            except TimeoutError as exc:
+                raise EngineTimeout(f"upstream model {self.model_id} timed out") from exc
+            except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+                if started or attempt >= self.options.max_retries:
+                    raise EngineError(
+                        f"upstream model {self.model_id} unreachable or broke off: {exc}",
+                        code="ENGINE_UNAVAILABLE" if not started else "ENGINE_UPSTREAM_ERROR",
+                        status=502,
+                    ) from exc
+            except aiohttp.ClientError as exc:  # payload errors, connection reset mid-answer
+                raise EngineError(
+                    f"upstream model {self.model_id} broke off the answer: {exc}",
+                    code="ENGINE_UPSTREAM_ERROR",
+                    status=502,
+                ) from exc
+            except orjson.JSONDecodeError as exc:
+                raise EngineError(f"upstream sent invalid JSON: {exc}", code="ENGINE_UPSTREAM_ERROR") from exc
+            attempt += 1
+            await asyncio.sleep(min(0.25 * 2**attempt, 2.0))
 
 
 def _events(chunk: dict[str, Any]) -> list[LLMEvent]:
@@ -151,13 +157,18 @@ def _events(chunk: dict[str, Any]) -> list[LLMEvent]:
     return out
 
 
-def _status_error(model_id: str, exc: openai.APIStatusError) -> EngineError:
-    msg = exc.message if hasattr(exc, "message") else str(exc)
-    if exc.status_code in (400, 422):
+async def _status_error(model_id: str, resp: aiohttp.ClientResponse) -> EngineError:
+    try:
+        body = orjson.loads(await resp.read())
+        err = body.get("error") if isinstance(body, dict) else None
+        msg = err.get("message") if isinstance(err, dict) else (err or str(body)[:200])
+    except (orjson.JSONDecodeError, aiohttp.ClientError):
+        msg = resp.reason or "no details"
+    if resp.status in (400, 422):
         # The upstream refused what the caller asked for (bad parameter): the caller's mistake.
         return EngineError(
             f"upstream model {model_id} rejected the request: {msg}", code="VALIDATION_UPSTREAM", status=400
         )
     return EngineError(
-        f"upstream model {model_id} answered {exc.status_code}: {msg}", code="ENGINE_UPSTREAM_ERROR", status=502
+        f"upstream model {model_id} answered {resp.status}: {msg}", code="ENGINE_UPSTREAM_ERROR", status=502
     )
