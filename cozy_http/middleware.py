@@ -6,7 +6,6 @@ the chat hot path.
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 import uuid
@@ -15,11 +14,11 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cozy_actors.observability.metrics import HTTP_LATENCY
+from cozy_actors.observability.metrics import HTTP_LATENCY, labelled
 
 from .context import reset_request_id, set_request_id
+from .logs import get_logger
 
-log = logging.getLogger("cozy.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -27,6 +26,7 @@ class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, *, access_log: bool = True) -> None:
         self.app = app
         self.access_log = access_log
+        self.log = get_logger("cozy.access")  # bound after logging is configured
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -56,11 +56,14 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - start
             route = _route_of(scope)
             if scope["type"] == "http":
-                HTTP_LATENCY.labels(route, scope["method"], str(status)).observe(elapsed)
-            if self.access_log and log.isEnabledFor(logging.INFO):
-                log.info(
+                labelled(HTTP_LATENCY, route, scope["method"], str(status)).observe(elapsed)
+            if self.access_log:
+                self.log.info(
                     "request",
-                    extra={"route": route, "status": status, "latency_ms": round(elapsed * 1000, 2)},
+                    route=route,
+                    method=scope.get("method"),
+                    status=status,
+                    latency_ms=round(elapsed * 1000, 2),
                 )
             structlog.contextvars.unbind_contextvars("request_id")
             reset_request_id(token)

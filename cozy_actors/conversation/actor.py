@@ -16,7 +16,7 @@ from typing import Any
 
 from cozy_actors.engines.llm.base import LLMEngine, LLMUsage
 from cozy_actors.engines.tools.base import Tool, ToolCatalog
-from cozy_actors.observability.metrics import TURNS
+from cozy_actors.observability.metrics import TURNS, labelled
 from cozy_actors.personalities import Personality
 from cozy_actors.runtime import Actor, StopReason
 from cozy_actors.storage import ConversationStore
@@ -175,7 +175,7 @@ class ConversationActor(Actor):
             log.exception("turn crashed", extra={"session_id": self.session_id})
             handle.put(TurnFailed("ENGINE_ERROR", f"turn failed: {type(exc).__name__}", 500, turn.text))
         finally:
-            TURNS.labels(mode, outcome).inc()
+            labelled(TURNS, mode, outcome).inc()
             try:
                 self.ref.tell(_TurnFinished(handle.turn_id, new_messages), control=True)
             except Exception:

@@ -23,7 +23,7 @@ from cozy_actors.engines.llm.base import (
     LLMUsage,
 )
 from cozy_actors.engines.tools.base import Tool, ToolCatalog
-from cozy_actors.observability.metrics import TURN_STAGE
+from cozy_actors.observability.metrics import TURN_STAGE, labelled
 from cozy_core.engines import EngineError, EngineTimeout
 
 from .events import ServerToolCall, TextDelta, ToolCallDelta, TurnDone, TurnEvent, TurnFailed
@@ -101,7 +101,7 @@ class Turn:
                 async with asyncio.timeout(spec.llm_timeout_s):
                     async for ev in spec.engine.stream_chat(request):
                         if first:
-                            TURN_STAGE.labels("llm_first_token").observe(time.perf_counter() - llm_start)
+                            labelled(TURN_STAGE, "llm_first_token").observe(time.perf_counter() - llm_start)
                             first = False
                         if isinstance(ev, LLMTextDelta):
                             round_text.append(ev.text)
@@ -136,7 +136,7 @@ class Turn:
             except EngineError as err:
                 yield TurnFailed(err.code, str(err), err.status, self.text)
                 return
-            TURN_STAGE.labels("llm_total").observe(time.perf_counter() - llm_start)
+            labelled(TURN_STAGE, "llm_total").observe(time.perf_counter() - llm_start)
             text = "".join(round_text)
             if client_count:
                 # Client tools end the turn; server calls mixed into the same round are dropped
@@ -163,7 +163,7 @@ class Turn:
                 result = await self.catalog.execute(
                     spec.server_tools[call.name], call.arguments, timeout=spec.tool_timeout_s
                 )
-                TURN_STAGE.labels("tool").observe(time.perf_counter() - tool_start)
+                labelled(TURN_STAGE, "tool").observe(time.perf_counter() - tool_start)
                 tool_msg = {"role": "tool", "tool_call_id": call.id, "content": result.content}
                 messages.append(tool_msg)
                 new_messages.append(tool_msg)
@@ -178,7 +178,7 @@ class Turn:
         new_messages: list[dict[str, Any]],
         started: float,
     ) -> TurnDone:
-        TURN_STAGE.labels("turn_total").observe(time.perf_counter() - started)
+        labelled(TURN_STAGE, "turn_total").observe(time.perf_counter() - started)
         reasons = list(self.spec.degrade_reasons)
         return TurnDone(
             finish_reason=finish,

@@ -5,7 +5,11 @@ Defined once here so every layer records into the same series; the edge only exp
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 HTTP_LATENCY = Histogram(
     "cozy_http_request_duration_seconds",
@@ -30,3 +34,10 @@ ENGINE_CALLS = Counter(
     "cozy_engine_calls_total", "Engine calls by engine, provider and outcome.", ["engine", "provider", "outcome"]
 )
 TOOL_CALLS = Counter("cozy_tool_calls_total", "Server-side tool executions by tool and outcome.", ["tool", "outcome"])
+
+
+@lru_cache(maxsize=4096)
+def labelled(metric: MetricWrapperBase, *values: str) -> Any:
+    """`metric.labels(*values)`, cached: `labels()` costs a lock and a dict walk per call, which
+    adds up on per-request and per-turn paths."""
+    return metric.labels(*values)

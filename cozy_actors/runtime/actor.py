@@ -15,7 +15,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from cozy_actors.observability.metrics import ACTOR_RESTARTS, ACTOR_STOPS, LIVE_ACTORS
+from cozy_actors.observability.metrics import ACTOR_RESTARTS, ACTOR_STOPS, LIVE_ACTORS, labelled
 from cozy_actors.runtime.mailbox import Mailbox, MailboxClosed, MailboxFull
 
 if TYPE_CHECKING:
@@ -204,7 +204,7 @@ class ActorRef:
     # ------------------------------------------------------------------ supervisor hooks
     def _start(self, predecessor: ActorRef | None = None) -> None:
         """Create the actor task; a stopping predecessor with the same id is awaited first."""
-        LIVE_ACTORS.labels(self.kind).inc()
+        labelled(LIVE_ACTORS, self.kind).inc()
         name = f"actor:{self.kind}:{self.actor_id}"
         self._task = asyncio.get_running_loop().create_task(self._run(predecessor), name=name)
         self._task.add_done_callback(self._on_task_done)
@@ -333,7 +333,7 @@ class ActorRef:
                 instance.ref = self
                 self._instance = instance
                 self._restarts += 1
-                ACTOR_RESTARTS.labels(self.kind).inc()
+                labelled(ACTOR_RESTARTS, self.kind).inc()
                 await instance.on_start()
                 return True
             except Exception as err:
@@ -365,8 +365,8 @@ class ActorRef:
         self._phase = _STOPPED
         self._mailbox.close()
         self._fail_queued(include_current=True)
-        LIVE_ACTORS.labels(self.kind).dec()
-        ACTOR_STOPS.labels(self.kind, reason.value).inc()
+        labelled(LIVE_ACTORS, self.kind).dec()
+        labelled(ACTOR_STOPS, self.kind, reason.value).inc()
         if self._on_finished is not None:
             try:
                 self._on_finished(self)

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal
 
-from cozy_actors.observability.metrics import MAILBOX_REJECTED
+from cozy_actors.observability.metrics import MAILBOX_REJECTED, labelled
 
 __all__ = ["Mailbox", "MailboxClosed", "MailboxFull", "OverflowPolicy"]
 
@@ -82,8 +82,8 @@ class Mailbox:
         self._closed = False
         self._on_drop = on_drop
         # Label children resolved once: put() is a hot path.
-        self._rejected_data = MAILBOX_REJECTED.labels(kind, "data")
-        self._rejected_control = MAILBOX_REJECTED.labels(kind, "control")
+        self._rejected_data = labelled(MAILBOX_REJECTED, kind, "data")
+        self._rejected_control = labelled(MAILBOX_REJECTED, kind, "control")
 
     def put(self, item: Any, *, control: bool = False) -> None:
         """Enqueue without blocking; raises instead of waiting so producers (transports) never stall."""

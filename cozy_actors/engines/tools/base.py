@@ -16,7 +16,7 @@ from typing import Any, Literal
 import jsonschema
 import orjson
 
-from cozy_actors.observability.metrics import TOOL_CALLS
+from cozy_actors.observability.metrics import TOOL_CALLS, labelled
 
 SideEffect = Literal["read-only", "write", "network", "dangerous"]
 ToolHandler = Callable[[dict[str, Any]], Awaitable[Any]]
@@ -103,7 +103,7 @@ class ToolCatalog:
             content, ok = _error(str(exc)), False
         except Exception as exc:
             content, ok = _error(f"tool {tool.name} failed: {type(exc).__name__}"), False
-        TOOL_CALLS.labels(tool.name, "ok" if ok else "error").inc()
+        labelled(TOOL_CALLS, tool.name, "ok" if ok else "error").inc()
         return ToolResult(tool.name, ok, content, time.perf_counter() - start)
 
 
