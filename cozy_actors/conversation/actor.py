@@ -7,23 +7,21 @@ task so control messages (cancel) are handled while it streams.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from cozy_actors.engines.llm.base import LLMEngine, LLMUsage
+from cozy_actors.engines.llm.base import LLMEngine
 from cozy_actors.engines.tools.base import Tool, ToolCatalog
-from cozy_actors.observability.metrics import TURNS, labelled
 from cozy_actors.personalities import Personality
 from cozy_actors.runtime import Actor, StopReason
 from cozy_actors.storage import ConversationStore
 from cozy_core.errors import CozyError
 
-from .events import TurnDone, TurnFailed
-from .handle import CancelTurn, TurnHandle
+from .events import TurnFailed
+from .handle import CancelTurn, TurnFinished, TurnHandle
 from .turn import Turn, TurnSpec
 
 log = logging.getLogger("cozy.conversation")
@@ -49,12 +47,6 @@ class TurnRequest:
 @dataclass
 class StartTurn:
     request: TurnRequest
-
-
-@dataclass
-class _TurnFinished:
-    turn_id: str
-    new_messages: list[dict[str, Any]]
 
 
 @dataclass
@@ -85,12 +77,11 @@ class ConversationActor(Actor):
         self.session_id = session_id  # None: an ephemeral, stateless conversation (one turn)
         self.personality_id: str | None = None
         self.history: deque[dict[str, Any]] = deque(maxlen=deps.max_history_messages)
-        self._turn: asyncio.Task[None] | None = None
-        self._handle: TurnHandle | None = None
+        self._handle: TurnHandle | None = None  # the running turn, until its TurnFinished arrives
 
     @property
     def busy(self) -> bool:
-        return self._turn is not None and not self._turn.done()
+        return self._handle is not None
 
     async def on_start(self) -> None:
         if self.session_id is None:
@@ -104,14 +95,16 @@ class ConversationActor(Actor):
         if isinstance(message, StartTurn):
             return await self._start_turn(message.request)
         if isinstance(message, CancelTurn):
-            if self._turn is not None and self._handle is not None and self._handle.turn_id == message.turn_id:
-                self._turn.cancel(message.reason)
+            if self._handle is not None and self._handle.turn_id == message.turn_id:
+                self._handle.cancel(message.reason)
             return None
-        if isinstance(message, _TurnFinished):
+        if isinstance(message, TurnFinished):
+            if self._handle is None or self._handle.turn_id != message.turn_id:
+                return None  # a turn from before a restart: its messages were never ours to keep
             self.history.extend(message.new_messages)
             if self.session_id is not None and message.new_messages:
                 await self.deps.store.append(self.session_id, self.personality_id or "", message.new_messages)
-            self._turn = self._handle = None
+            self._handle = None
             if self.session_id is None:
                 await self.ref.stop(StopReason.NORMAL, "turn finished")
             return None
@@ -142,9 +135,16 @@ class ConversationActor(Actor):
             tool_timeout_s=self.deps.tool_timeout_s,
             llm_timeout_s=self.deps.llm_timeout_s,
         )
-        handle = TurnHandle(uuid.uuid4().hex, self.session_id, req.personality.id, req.model, self.ref)
+        handle = TurnHandle(
+            uuid.uuid4().hex,
+            self.session_id,
+            req.personality.id,
+            req.model,
+            self.ref,
+            Turn(spec, self.deps.catalog),
+            req.mode,
+        )
         self._handle = handle
-        self._turn = asyncio.create_task(self._run(Turn(spec, self.deps.catalog), handle, req.mode))
         return handle
 
     def _prompt(self, personality: Personality, new: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -155,39 +155,12 @@ class ConversationActor(Actor):
             past.pop(0)  # never start with a tool result or a dangling assistant tool call
         return [{"role": "system", "content": personality.system_prompt}, *past, *new]
 
-    async def _run(self, turn: Turn, handle: TurnHandle, mode: str) -> None:
-        new_messages: list[dict[str, Any]] = []
-        outcome = "failed"
-        try:
-            async for event in turn.events():
-                if isinstance(event, TurnDone):
-                    new_messages = event.new_messages
-                    outcome = event.stop_reason or "completed"
-                elif isinstance(event, TurnFailed) and event.partial_text:
-                    new_messages = [{"role": "assistant", "content": event.partial_text}]
-                handle.put(event)
-        except asyncio.CancelledError:
-            outcome = "cancelled"
-            if turn.text:
-                new_messages = [{"role": "assistant", "content": turn.text}]
-            handle.put(TurnDone("stop", LLMUsage(), handle.model, 0, "cancelled", new_messages))
-        except Exception as exc:  # a bug in the turn must end this turn, not the conversation
-            log.exception("turn crashed", extra={"session_id": self.session_id})
-            handle.put(TurnFailed("ENGINE_ERROR", f"turn failed: {type(exc).__name__}", 500, turn.text))
-        finally:
-            labelled(TURNS, mode, outcome).inc()
-            try:
-                self.ref.tell(_TurnFinished(handle.turn_id, new_messages), control=True)
-            except Exception:
-                pass  # the actor is stopping; on_stop already ended the handle
-
     async def on_stop(self, reason: StopReason, detail: str | None) -> None:
-        if self._turn is not None and not self._turn.done():
-            self._turn.cancel()
-            if self._handle is not None:
-                self._handle.put(
-                    TurnFailed("RESOURCE_SESSION_ENDED", f"session ended: {reason.value} {detail or ''}".strip(), 503)
-                )
+        if self._handle is not None and not self._handle.finished:
+            message = f"session ended: {reason.value} {detail or ''}".strip()
+            self._handle.cancel(
+                reason.value, TurnFailed("RESOURCE_SESSION_ENDED", message, 503, self._handle.turn.text)
+            )
 
 
 def _clean(message: dict[str, Any]) -> dict[str, Any]:

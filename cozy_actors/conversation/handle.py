@@ -1,18 +1,31 @@
-"""A TurnHandle is what a transport holds for one running turn: an async stream of its events
-and a way to cancel it. Cancelling goes through the actor's control lane, so it never waits
-behind queued data."""
+"""A TurnHandle is one running assistant turn as its consumer sees it: an async stream of events
+and a way to stop it (LiveKit's SpeechHandle idea, without the god object).
+
+The turn runs *in the consumer's task* as it iterates (the HTTP response for text chat, the
+actor's speech task for voice), so each token crosses no extra task or queue. The actor still
+owns the turn: it creates it, can cancel it at any time (control lane), and is told when it
+ends, with the messages to keep in history (for a cancelled turn: only the text actually
+produced).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cozy_actors.engines.llm.base import LLMUsage
+from cozy_actors.observability.metrics import TURNS, labelled
 
 from .events import TurnDone, TurnEvent, TurnFailed
+from .turn import Turn
 
 if TYPE_CHECKING:
     from cozy_actors.runtime import ActorRef
+
+log = logging.getLogger("cozy.conversation")
 
 
 @dataclass(slots=True)
@@ -23,32 +36,125 @@ class CancelTurn:
     reason: str = "cancelled"
 
 
-@dataclass
-class TurnHandle:
-    turn_id: str
-    session_id: str | None
-    personality_id: str
-    model: str
-    actor: ActorRef
-    _queue: asyncio.Queue[TurnEvent] = field(default_factory=asyncio.Queue)
-    _finished: bool = False
+@dataclass(slots=True)
+class TurnFinished:
+    """Sent by the handle to its actor when the turn has ended, whatever the outcome."""
 
-    def put(self, event: TurnEvent) -> None:
-        """Called by the actor's turn task only."""
-        self._queue.put_nowait(event)
+    turn_id: str
+    new_messages: list[dict[str, Any]]
+
+
+class TurnHandle:
+    def __init__(
+        self,
+        turn_id: str,
+        session_id: str | None,
+        personality_id: str,
+        model: str,
+        actor: ActorRef,
+        turn: Turn,
+        mode: str = "text",
+    ) -> None:
+        self.turn_id = turn_id
+        self.session_id = session_id
+        self.personality_id = personality_id
+        self.model = model
+        self.actor = actor
+        self.turn = turn
+        self.mode = mode
+        self.finished = False
+        self._started = False
+        self._inside = False  # the consumer task is awaiting the model/tools right now
+        self._task: asyncio.Task[Any] | None = None
+        self._cancel: tuple[str, TurnEvent | None] | None = None
+
+    def cancel(self, reason: str = "cancelled", final: TurnEvent | None = None) -> None:
+        """Stop the turn now. Safe at any time and more than once; `final` replaces the default
+        `TurnDone(stop_reason="cancelled")` as the last event the consumer sees."""
+        if self.finished or self._cancel is not None:
+            return
+        self._cancel = (reason, final)
+        if not self._started:
+            self._finish([], "cancelled")
+        elif self._inside and self._task is not None and not self._task.done():
+            self._task.cancel(_MARK)  # interrupts the model stream or tool at once
+        else:
+            # The consumer is between events (or has walked away): the turn is over now; if it
+            # comes back for the next event it gets the final cancelled event.
+            self._finish(self._partial(), "cancelled")
 
     async def __aiter__(self) -> AsyncIterator[TurnEvent]:
-        while not self._finished:
-            event = await self._queue.get()
-            if isinstance(event, TurnDone | TurnFailed):
-                self._finished = True
-            yield event
-
-    def cancel(self, reason: str = "cancelled") -> None:
-        """Ask the actor to stop this turn (safe to call at any time, even twice)."""
-        if self._finished:
+        if self._started:
+            raise RuntimeError("a turn handle can be consumed once")
+        self._started = True
+        if self._cancel is not None:  # cancelled before anyone listened
+            yield self._cancelled_event()
             return
+        self._task = asyncio.current_task()
+        inner = self.turn.events().__aiter__()
+        new_messages: list[dict[str, Any]] = []
+        outcome = "failed"
+        final: TurnEvent | None = None
         try:
-            self.actor.tell(CancelTurn(self.turn_id, reason), control=True)
-        except Exception:  # actor already gone: nothing left to cancel
-            pass
+            while True:
+                if self._cancel is not None:
+                    raise _Stop
+                self._inside = True
+                try:
+                    event = await anext(inner)
+                finally:
+                    self._inside = False
+                if isinstance(event, TurnDone):
+                    new_messages, outcome = event.new_messages, event.stop_reason or "completed"
+                elif isinstance(event, TurnFailed) and event.partial_text:
+                    new_messages = [{"role": "assistant", "content": event.partial_text}]
+                yield event
+                if isinstance(event, TurnDone | TurnFailed):
+                    return
+        except StopAsyncIteration:
+            final = TurnFailed("ENGINE_ERROR", "turn ended without a result", 500, self.turn.text)
+        except (asyncio.CancelledError, _Stop) as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                if self._cancel is None or self._task is None:
+                    outcome = "cancelled"
+                    new_messages = self._partial()
+                    raise  # the consumer itself was cancelled (e.g. the client went away)
+                self._task.uncancel()
+            outcome = "cancelled"
+            new_messages = self._partial()
+            final = self._cancelled_event(new_messages)
+        except Exception as exc:  # a bug in the turn must end this turn, not the conversation
+            log.exception("turn crashed", extra={"session_id": self.session_id})
+            final = TurnFailed("ENGINE_ERROR", f"turn failed: {type(exc).__name__}", 500, self.turn.text)
+            new_messages = self._partial()
+        finally:
+            await inner.aclose()
+            self._finish(new_messages, outcome)
+        if final is not None:
+            yield final
+
+    def _partial(self) -> list[dict[str, Any]]:
+        return [{"role": "assistant", "content": self.turn.text}] if self.turn.text else []
+
+    def _cancelled_event(self, new_messages: list[dict[str, Any]] | None = None) -> TurnEvent:
+        final = self._cancel[1] if self._cancel else None
+        if final is not None:
+            return final
+        return TurnDone("stop", LLMUsage(), self.model, 0, "cancelled", new_messages or [])
+
+    def _finish(self, new_messages: list[dict[str, Any]], outcome: str) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        labelled(TURNS, self.mode, outcome).inc()
+        try:
+            self.actor.tell(TurnFinished(self.turn_id, new_messages), control=True)
+        except Exception:
+            pass  # the actor is stopping: nothing left to update
+
+
+class _Stop(Exception):
+    """Internal: a cancel request seen between two events."""
+
+
+_MARK = "cozy-turn-cancel"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from cozy_actors.conversation.chat import ChatRequest
 from cozy_actors.conversation.events import ServerToolCall, TextDelta, ToolCallDelta, TurnDone, TurnFailed
@@ -19,6 +19,7 @@ from cozy_core.errors import CozyError
 
 from ..errors import error_body, error_response, from_validation
 from ..schemas import ChatCompletionRequest
+from ..sse import EventStreamResponse
 
 MAX_ITERATIONS_MARKER = "max_tool_iterations"
 
@@ -67,11 +68,7 @@ async def chat_completions(request: Request) -> Response:
         return error_response(CozyError(first.message, code=first.code, status=first.status))
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return StreamingResponse(
-            _sse(handle, first, events, include_usage),
-            media_type="text/event-stream",
-            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
-        )
+        return EventStreamResponse(_sse(handle, first, events, include_usage))
     return await _complete(handle, first, events)
 
 
@@ -145,7 +142,9 @@ async def _complete(handle: TurnHandle, first: Any, events: AsyncIterator[Any]) 
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-async def _sse(handle: TurnHandle, first: Any, events: AsyncIterator[Any], include_usage: bool) -> AsyncIterator[bytes]:
+async def _sse(
+    handle: TurnHandle, first: Any, events: AsyncGenerator[Any, None], include_usage: bool
+) -> AsyncGenerator[bytes, None]:
     """Chunks share one prefix (id, created, model), so each delta costs one small orjson call."""
     created = int(time.time())
     head = orjson.dumps(
@@ -214,3 +213,4 @@ async def _sse(handle: TurnHandle, first: Any, events: AsyncIterator[Any], inclu
     finally:
         if not finished:
             handle.cancel("client disconnected")
+        await events.aclose()
