@@ -16,10 +16,11 @@ from cozy_actors.engines.tools.base import ToolCatalog
 from cozy_actors.personalities import PersonalityStore
 from cozy_actors.runtime import ActorCrashed, AskTimeout, MailboxClosed, MailboxFull, Supervisor, SupervisorFull
 from cozy_actors.storage import ConversationStore
-from cozy_core.errors import CozyError, Invalid, NotFound
+from cozy_core.errors import CozyError, Invalid
 
 from .actor import ConversationActor, ConversationDeps, StartTurn, TurnRequest
 from .handle import TurnHandle
+from .resolve import resolve
 
 _ROLES = {"system", "developer", "user", "assistant", "tool"}
 
@@ -68,19 +69,22 @@ class ChatService:
         )
 
     async def start_turn(self, req: ChatRequest) -> TurnHandle:
-        personality = self.personalities.get(req.personality_id)
-        if personality is None:
-            raise NotFound(f"unknown personality {req.personality_id!r}", param="cozy.personality_id")
         _check_messages(req.messages, stateful=req.session_id is not None)
-        model_id = self.llms.choose(req.model, personality.llm.model, personality.llm.provider)
-        engine = await self.llms.engine(model_id)
-        offered = self.catalog.offered(personality.tools, req.allowed_tools)
+        r = await resolve(
+            self.personalities,
+            self.llms,
+            self.catalog,
+            personality_id=req.personality_id,
+            model=req.model,
+            allowed_tools=req.allowed_tools,
+        )
+        personality = r.personality
         turn = TurnRequest(
             personality=personality,
-            engine=engine,
-            model=model_id,
+            engine=r.engine,
+            model=r.model,
             messages=req.messages,
-            server_tools={t.name: t for t in offered},
+            server_tools=r.server_tools,
             client_tools=req.tools,
             tool_choice=req.tool_choice,
             temperature=req.temperature if req.temperature is not None else personality.llm.temperature,
