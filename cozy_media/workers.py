@@ -3,6 +3,10 @@
 Why one shared pool: 50 sessions each running their own model threads would oversubscribe two
 cores and starve the event loop. Jobs queue here instead; `pending` is the backlog admission
 control reads.
+
+Two lanes: `run` for real inference (Whisper, piper, LLM: tens to hundreds of ms per job) and
+`run_light` for sub-millisecond jobs (Silero VAD over a few 32 ms chunks). The light lane has its
+own thread so a session's VAD, which decides barge-in, never waits behind a Whisper decode.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ class InferencePool:
         self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="cozy-infer")
         self._pending = 0
         self._lock = threading.Lock()
+        self._light = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cozy-light")
 
     @property
     def pending(self) -> int:
@@ -40,6 +45,10 @@ class InferencePool:
         finally:
             self._inc(-1)
 
+    async def run_light(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a job that takes well under a millisecond (VAD) on the light lane."""
+        return await asyncio.get_running_loop().run_in_executor(self._light, fn, *args)
+
     def _inc(self, n: int) -> None:
         with self._lock:
             self._pending += n
@@ -47,6 +56,7 @@ class InferencePool:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._light.shutdown(wait=False, cancel_futures=True)
 
 
 _pool: InferencePool | None = None

@@ -1,0 +1,277 @@
+"""The speech service: what the audio endpoints (and later the voice actor) call.
+
+It owns the configured STT, TTS and VAD engines, the request limits, the voice names and the TTS
+cache, and checks every request before any work starts, so a bad request is a clear 4xx and
+never a broken stream. It has no notion of HTTP: the edge parses and formats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cozy_core.engines import EngineError, Health
+from cozy_core.errors import CozyError
+
+from .audio.decode import UPLOAD_FORMATS, decode_audio, normalize_formats
+from .audio.encode import FORMATS, OutputFormat, StreamEncoder, output_format
+from .audio.frames import PcmAudio
+from .stt.base import SAMPLE_RATE, Segment, STTEngine, Transcript
+from .stt.session import TranscriptionSession
+from .stt.streaming import StreamingTranscriber
+from .tts.base import TTSEngine
+from .tts.cache import MemoryTTSCache, TTSCache, cache_key
+from .tts.chunker import SentenceChunker
+from .tts.synthesizer import OUTPUT_RATE, SpeechChunk, SpeechSynthesizer
+from .vad.silero import VADEngine
+from .vad.stream import VadParams
+from .workers import get_pool
+
+log = logging.getLogger("cozy.speech")
+
+
+@dataclass(frozen=True)
+class SpeechLimits:
+    max_upload_bytes: int = 25 * 1024 * 1024
+    max_input_chars: int = 4096
+    max_duration_s: float = 1800.0
+    upload_formats: frozenset[str] = frozenset(UPLOAD_FORMATS)
+    response_formats: frozenset[str] = frozenset(("mp3", "opus", "aac", "flac", "wav", "pcm"))
+    min_speed: float = 0.25
+    max_speed: float = 4.0
+
+
+@dataclass(frozen=True)
+class SpeechSettings:
+    """Behaviour knobs: voices, chunking, streaming transcription."""
+
+    default_voice: str = "joe"
+    voice_aliases: dict[str, str] = field(default_factory=dict)
+    max_chunk_chars: int = 250
+    first_chunk_max_chars: int = 60
+    partial_interval_ms: float = 600.0
+    max_utterance_s: float = 28.0
+    default_language: str | None = None
+    vad: VadParams = field(default_factory=VadParams)
+
+
+class SpeechService:
+    def __init__(
+        self,
+        *,
+        stt: STTEngine | None,
+        tts: TTSEngine | None,
+        vad: VADEngine | None,
+        limits: SpeechLimits | None = None,
+        settings: SpeechSettings | None = None,
+        cache: TTSCache | None = None,
+    ) -> None:
+        self.stt = stt
+        self.tts = tts
+        self.vad = vad
+        self.limits = limits or SpeechLimits()
+        self.settings = settings or SpeechSettings()
+        self.cache = cache if cache is not None else MemoryTTSCache()
+        self._upload_formats = normalize_formats(self.limits.upload_formats)
+        self._ready: dict[str, bool] = {}
+        self._errors: dict[str, str] = {}
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def _engines(self) -> dict[str, object]:
+        return {k: e for k, e in (("stt", self.stt), ("tts", self.tts), ("vad", self.vad)) if e is not None}
+
+    async def initialize(self) -> None:
+        """Load every engine (models into the pool) concurrently; a failure is kept, not raised,
+        so text chat still serves while /ready reports which engine is broken."""
+
+        async def one(kind: str, engine: object) -> None:
+            try:
+                await engine.initialize()  # type: ignore[attr-defined]
+                self._ready[kind] = True
+            except Exception as exc:
+                self._ready[kind] = False
+                self._errors[kind] = str(getattr(exc, "message", exc))
+                log.error("speech engine failed to initialize", extra={"engine": kind, "error": self._errors[kind]})
+
+        await asyncio.gather(*(one(k, e) for k, e in self._engines().items()))
+
+    async def close(self) -> None:
+        for engine in self._engines().values():
+            try:
+                await engine.close()  # type: ignore[attr-defined]
+            except Exception:
+                log.exception("speech engine close failed")
+
+    async def health(self) -> dict[str, Health]:
+        out: dict[str, Health] = {}
+        for kind, engine in self._engines().items():
+            if not self._ready.get(kind):
+                out[kind] = Health(False, self._errors.get(kind, "not initialized"))
+                continue
+            try:
+                out[kind] = await asyncio.wait_for(engine.health_check(), 2.0)  # type: ignore[attr-defined]
+            except Exception as exc:
+                out[kind] = Health(False, f"health check failed: {exc}")
+        return out
+
+    def _need(self, kind: str) -> None:
+        if self._engines().get(kind) is None or not self._ready.get(kind):
+            detail = self._errors.get(kind, "not configured or not loaded")
+            raise EngineError(f"{kind} engine unavailable: {detail}", code="ENGINE_UNAVAILABLE", status=503)
+
+    # --- speech to text -----------------------------------------------------------------------
+    def check_upload_size(self, size: int) -> None:
+        if size > self.limits.max_upload_bytes:
+            mb = self.limits.max_upload_bytes / (1024 * 1024)
+            raise CozyError(f"file is larger than the {mb:.0f} MB limit", code="VALIDATION_FILE_TOO_LARGE",
+                            status=413, param="file")
+
+    async def decode_upload(self, data: bytes) -> PcmAudio:
+        """Decode an uploaded file to 16 kHz mono (off the event loop)."""
+        self.check_upload_size(len(data))
+        audio, _ = await get_pool().run(
+            lambda: decode_audio(data, sample_rate=SAMPLE_RATE, allowed=self._upload_formats,
+                                 max_duration_s=self.limits.max_duration_s)
+        )
+        return audio
+
+    async def transcribe(
+        self, audio: PcmAudio, *, language: str | None = None, prompt: str | None = None, words: bool = False
+    ) -> Transcript:
+        self._need("stt")
+        assert self.stt is not None
+        return await self.stt.transcribe(
+            audio.to_float32(), language=language or self.settings.default_language, prompt=prompt,
+            word_timestamps=words,
+        )
+
+    async def transcribe_segments(
+        self, audio: PcmAudio, *, language: str | None = None, prompt: str | None = None
+    ) -> AsyncIterator[Segment]:
+        self._need("stt")
+        assert self.stt is not None
+        async for segment in self.stt.stream_segments(
+            audio.to_float32(), language=language or self.settings.default_language, prompt=prompt
+        ):
+            yield segment
+
+    def open_stream(
+        self, *, language: str | None = None, prompt: str | None = None, vad: VadParams | None = None,
+        use_vad: bool = True,
+    ) -> TranscriptionSession:
+        """A live transcription session (VAD-segmented unless `use_vad` is False)."""
+        self._need("stt")
+        assert self.stt is not None
+        detector = None
+        if use_vad:
+            self._need("vad")
+            assert self.vad is not None
+            detector = self.vad.create_stream(vad or self.settings.vad)
+        s = self.settings
+        transcriber = StreamingTranscriber(
+            self.stt, language=language or s.default_language, prompt=prompt,
+            partial_interval_ms=s.partial_interval_ms, max_utterance_s=s.max_utterance_s,
+        )
+        return TranscriptionSession(transcriber, detector)
+
+    # --- text to speech -----------------------------------------------------------------------
+    def voices(self) -> list[str]:
+        return self.tts.voices() if self.tts is not None else []
+
+    def resolve_voice(self, name: str | None) -> str:
+        """A configured voice id for `name` (OpenAI names go through the aliases).
+
+        Unknown → 400 VALIDATION_UNKNOWN_VOICE: it is a bad parameter value, as OpenAI reports it.
+        """
+        self._need("tts")
+        wanted = (name or self.settings.default_voice).strip()
+        voices = self.voices()
+        voice = wanted if wanted in voices else self.settings.voice_aliases.get(wanted.lower())
+        if voice is None or voice not in voices:
+            known = sorted(set(voices) | set(self.settings.voice_aliases))
+            raise CozyError(f"unknown voice {wanted!r} (available: {', '.join(known)})",
+                            code="VALIDATION_UNKNOWN_VOICE", status=400, param="voice")
+        return voice
+
+    def check_text(self, text: str, param: str = "input") -> str:
+        if not isinstance(text, str) or not text.strip():
+            raise CozyError(f"{param} must be non-empty text", code="VALIDATION_ERROR", status=400, param=param)
+        if len(text) > self.limits.max_input_chars:
+            raise CozyError(f"{param} is longer than {self.limits.max_input_chars} characters",
+                            code="VALIDATION_TEXT_TOO_LONG", status=400, param=param)
+        return text
+
+    def check_format(self, name: str | None, param: str = "response_format") -> OutputFormat:
+        spec = output_format(name or "mp3")
+        allowed = self.limits.response_formats
+        if spec is None or (spec.name not in allowed and name not in allowed):
+            raise CozyError(f"unsupported {param} {name!r} (allowed: {', '.join(sorted(allowed))})",
+                            code="VALIDATION_AUDIO_FORMAT", status=400, param=param)
+        return spec
+
+    def check_speed(self, speed: float | None) -> float:
+        value = 1.0 if speed is None else float(speed)
+        if not (self.limits.min_speed <= value <= self.limits.max_speed):
+            raise CozyError(f"speed must be between {self.limits.min_speed} and {self.limits.max_speed}",
+                            code="VALIDATION_ERROR", status=400, param="speed")
+        return value
+
+    def synthesizer(self, voice: str, speed: float = 1.0, sample_rate: int | None = OUTPUT_RATE) -> SpeechSynthesizer:
+        """A per-session synthesizer (resolve and check `voice`/`speed` first)."""
+        self._need("tts")
+        assert self.tts is not None
+        s = self.settings
+        chunker = SentenceChunker(max_chars=s.max_chunk_chars, first_max_chars=s.first_chunk_max_chars)
+        return SpeechSynthesizer(self.tts, voice=voice, speed=speed, sample_rate=sample_rate, chunker=chunker)
+
+    async def speech_chunks(
+        self, text: str, *, voice: str, fmt: OutputFormat, speed: float
+    ) -> AsyncIterator[bytes]:
+        """Encoded audio, one piece per synthesized chunk, then the encoder's tail; cached whole."""
+        key = cache_key(text, voice, fmt.name, speed)
+        cached = await self.cache.get(key)
+        if cached is not None:
+            yield cached
+            return
+        encoder = StreamEncoder(fmt.name, OUTPUT_RATE)
+        parts: list[bytes] = []
+        pool = get_pool()
+        async for chunk in self.synthesizer(voice, speed).stream(text):
+            data = await pool.run(encoder.encode, chunk.audio.samples)
+            if data:
+                parts.append(data)
+                yield data
+        tail = await pool.run(encoder.finish)
+        if tail:
+            parts.append(tail)
+            yield tail
+        await self.cache.set(key, b"".join(parts))
+
+    async def synthesize(self, text: str, *, voice: str, fmt: OutputFormat, speed: float) -> bytes:
+        """The whole file at once (WAV with exact sizes)."""
+        key = cache_key(text, voice, fmt.name, speed)
+        cached = await self.cache.get(key)
+        if cached is not None:
+            return cached
+        chunks = [c.audio.samples async for c in self.synthesizer(voice, speed).stream(text)]
+        samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+
+        def encode() -> bytes:
+            encoder = StreamEncoder(fmt.name, OUTPUT_RATE, total_samples=len(samples))
+            return encoder.encode(samples) + encoder.finish()
+
+        data = await get_pool().run(encode)
+        await self.cache.set(key, data)
+        return data
+
+
+def unknown_formats(names: Iterable[str]) -> list[str]:
+    """The names in `names` that are not output formats (for configuration checks)."""
+    return [n for n in names if output_format(n) is None and n not in FORMATS]
+
+
+__all__ = ["SpeechChunk", "SpeechLimits", "SpeechService", "SpeechSettings"]

