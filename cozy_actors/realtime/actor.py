@@ -1,0 +1,131 @@
+"""The Realtime conversation actor: one per live voice/realtime connection.
+
+It owns the session (config, items, running response) and, with the audio issue's pieces, the
+input audio pipeline. Client events arrive in its mailbox (cancel and truncate on the control
+lane, so they overtake queued audio); server events leave through `emit`, which the transport
+drains onto the wire.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from cozy_actors.conversation.handle import TurnFinished
+from cozy_actors.conversation.resolve import Resolved
+from cozy_actors.runtime import Actor, StopReason
+
+from .response import Emit
+from .session import RealtimeDeps, RealtimeSession, ResponseEnded
+
+log = logging.getLogger("cozy.realtime")
+
+# Client events that must not wait behind queued audio. Everything else keeps its order with
+# the audio it refers to (a commit must follow its appends).
+CONTROL_EVENTS = frozenset({"response.cancel", "conversation.item.truncate", "output_audio_buffer.clear"})
+
+_STOP_CODES = {
+    StopReason.MAX_DURATION: ("session_expired", "The session reached its maximum duration."),
+    StopReason.IDLE_TIMEOUT: ("session_idle_timeout", "The session was idle for too long."),
+    StopReason.SHUTDOWN: ("server_shutting_down", "The server is shutting down."),
+    StopReason.CRASHED: ("session_failed", "The session failed repeatedly and was closed."),
+}
+
+
+@dataclass(slots=True)
+class ClientEvent:
+    event: Any
+
+
+class RealtimeActor(Actor):
+    kind = "realtime"
+
+    def __init__(
+        self,
+        actor_id: str,
+        *,
+        resolved: Resolved,
+        deps: RealtimeDeps,
+        emit: Emit,
+        persist_id: str | None,
+        history_limit: int = 50,
+        restarted: bool = False,
+        memo: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(actor_id)
+        self.resolved = resolved
+        self.deps = deps
+        self.emit = emit
+        self.persist_id = persist_id
+        self.history_limit = history_limit
+        self.restarted = restarted
+        self.memo = memo if memo is not None else {}  # survives restarts: the session's last config
+        self.session: RealtimeSession | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.session is not None and self.session.response is not None
+
+    async def on_start(self) -> None:
+        history: list[dict[str, Any]] = []
+        if self.persist_id is not None:
+            stored = await self.deps.store.load(self.persist_id, limit=self.history_limit)
+            history = stored.messages if stored else []
+        self.session = RealtimeSession(
+            session_id=self.actor_id,
+            resolved=self.resolved,
+            deps=self.deps,
+            emit=self.emit,
+            tell=self.ref.tell,
+            actor=self.ref,
+            persist_id=self.persist_id,
+            memo=self.memo,
+        )
+        if self.restarted:
+            # The connection carries on after a crash: same session id, history reloaded from storage.
+            self.session.start_quietly(history)
+            self.emit(
+                {
+                    "type": "error",
+                    "error": {
+                        "type": "server_error",
+                        "code": "session_restarted",
+                        "message": "The session restarted after an internal error; the response in progress was lost.",
+                        "param": None,
+                        "event_id": None,
+                    },
+                }
+            )
+        else:
+            self.session.start(history)
+
+    async def handle(self, message: Any) -> Any:
+        assert self.session is not None
+        if isinstance(message, ClientEvent):
+            self.touch()
+            await self.session.handle(message.event)
+        elif isinstance(message, ResponseEnded):
+            self.session.response_ended(message)
+        elif isinstance(message, TurnFinished):
+            pass  # realtime keeps its own items; text-chat history bookkeeping does not apply
+        else:
+            raise TypeError(f"unexpected message {type(message).__name__}")
+
+    async def on_stop(self, reason: StopReason, detail: str | None) -> None:
+        if self.session is not None:
+            self.session.close("session_ended")
+        if reason in _STOP_CODES:
+            code, message = _STOP_CODES[reason]
+            self.emit(
+                {
+                    "type": "error",
+                    "error": {
+                        "type": "invalid_request_error",
+                        "code": code,
+                        "message": message,
+                        "param": None,
+                        "event_id": None,
+                    },
+                }
+            )

@@ -1,0 +1,86 @@
+"""Opening a Realtime session: resolve personality/model/tools, spawn its actor under the
+supervisor (admission control applies), resume stored history for a known session id."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from cozy_actors.config import AppConfig
+from cozy_actors.conversation.resolve import resolve
+from cozy_actors.engines.llm.router import LLMRouter
+from cozy_actors.engines.tools.base import ToolCatalog
+from cozy_actors.personalities import PersonalityStore
+from cozy_actors.runtime import ActorRef, Supervisor, SupervisorFull
+from cozy_actors.storage import ConversationStore
+from cozy_core.errors import CozyError
+
+from .actor import RealtimeActor
+from .response import Emit
+from .session import RealtimeDeps
+
+
+class RealtimeService:
+    def __init__(
+        self,
+        *,
+        app: AppConfig,
+        supervisor: Supervisor,
+        personalities: PersonalityStore,
+        llms: LLMRouter,
+        catalog: ToolCatalog,
+        store: ConversationStore,
+    ) -> None:
+        self.app = app
+        self.supervisor = supervisor
+        self.personalities = personalities
+        self.llms = llms
+        self.catalog = catalog
+        self.deps = RealtimeDeps(
+            catalog=catalog,
+            store=store,
+            max_tool_iterations=app.turn.max_tool_iterations,
+            tool_timeout_s=app.turn.tool_timeout_s,
+            llm_timeout_s=app.turn.llm_timeout_s,
+        )
+
+    async def open(
+        self,
+        emit: Emit,
+        *,
+        model: str | None,
+        personality_id: str | None,
+        session_id: str | None,
+        allowed_tools: list[str] | None = None,
+    ) -> ActorRef:
+        """Start a session actor; raises CozyError (404 personality, 503 at capacity)."""
+        resolved = await resolve(
+            self.personalities,
+            self.llms,
+            self.catalog,
+            personality_id=personality_id,
+            model=model,
+            allowed_tools=allowed_tools,
+            param="cozy_personality_id",
+        )
+        memo: dict[str, Any] = {}
+        incarnations = 0
+
+        def factory(actor_id: str) -> RealtimeActor:
+            nonlocal incarnations
+            incarnations += 1
+            return RealtimeActor(
+                actor_id,
+                resolved=resolved,
+                deps=self.deps,
+                emit=emit,
+                persist_id=session_id,
+                history_limit=resolved.personality.memory.max_history_messages,
+                restarted=incarnations > 1,
+                memo=memo,
+            )
+
+        try:
+            return await self.supervisor.spawn(factory, f"sess_{uuid.uuid4().hex[:24]}")
+        except SupervisorFull as exc:
+            raise CozyError(f"server is at capacity: {exc}", code="RESOURCE_EXHAUSTED", status=503) from exc

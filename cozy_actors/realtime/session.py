@@ -1,0 +1,384 @@
+"""A Realtime session's state and its client-event handlers (one method per event type).
+
+Lives inside the session's actor: every handler runs on the actor's task, so state needs no
+locks. Handlers answer with GA server events through `emit`; a bad event becomes an `error`
+event echoing the client's `event_id`, and the session carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from cozy_actors.conversation.handle import TurnHandle
+from cozy_actors.conversation.resolve import Resolved
+from cozy_actors.conversation.turn import Turn, TurnSpec
+from cozy_actors.engines.tools.base import ToolCatalog
+from cozy_actors.storage import ConversationStore
+from cozy_core.errors import CozyError
+
+from .config import SessionConfig
+from .items import ItemError, Items, new_id, text_of, validate_item
+from .response import Emit, ResponseRun, ResponseState
+
+log = logging.getLogger("cozy.realtime")
+
+MAX_INPUT_BUFFER_S = 60.0
+MIN_COMMIT_MS = 100
+
+
+class RealtimeError(CozyError):
+    """An error event for the client; the session stays open."""
+
+    def __init__(self, message: str, code: str = "invalid_value", param: str | None = None) -> None:
+        super().__init__(message, code=code, status=400, param=param)
+
+
+@dataclass
+class RealtimeDeps:
+    catalog: ToolCatalog
+    store: ConversationStore
+    max_tool_iterations: int = 10
+    tool_timeout_s: float = 10.0
+    llm_timeout_s: float = 120.0
+
+
+@dataclass
+class ResponseEnded:
+    """Sent by a response task to its actor so the session updates its items on its own task."""
+
+    run: ResponseRun
+    state: ResponseState
+
+
+Handler = Callable[["RealtimeSession", dict[str, Any]], Awaitable[None]]
+
+
+class RealtimeSession:
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        resolved: Resolved,
+        deps: RealtimeDeps,
+        emit: Emit,
+        tell: Callable[[Any], None],
+        actor: Any,
+        persist_id: str | None = None,
+        memo: dict[str, Any] | None = None,
+    ) -> None:
+        self.id = session_id
+        self.conversation_id = f"conv_{uuid.uuid4().hex[:20]}"
+        self.resolved = resolved
+        self.deps = deps
+        self.emit = emit
+        self.tell = tell  # posts a message to this session's actor (data lane)
+        self.actor = actor
+        self.persist_id = persist_id
+        self.memo = memo if memo is not None else {}
+        self.config: SessionConfig = self.memo.get("config") or SessionConfig(model=resolved.model)
+        self.items = Items()
+        self.audio = bytearray()  # uncommitted input audio, in the session's input format
+        self.response: ResponseRun | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def start(self, history: list[dict[str, Any]]) -> None:
+        """Announce the session; resumed history (from storage) becomes conversation items."""
+        self.start_quietly(history)
+        self.emit({"type": "session.created", "session": self.config.wire(self.id)})
+
+    def start_quietly(self, history: list[dict[str, Any]]) -> None:
+        """Rebuild the items from stored history without announcing a new session."""
+        for msg in history:
+            role, text = msg.get("role"), msg.get("content")
+            if role in ("user", "assistant") and isinstance(text, str) and text:
+                part = {"type": "input_text" if role == "user" else "output_text", "text": text}
+                self.items.add(
+                    {
+                        "id": new_id(),
+                        "object": "realtime.item",
+                        "type": "message",
+                        "status": "completed",
+                        "role": role,
+                        "content": [part],
+                    }
+                )
+
+    def close(self, reason: str) -> None:
+        if self.response is not None:
+            self.response.cancel(reason)
+
+    async def handle(self, event: Any) -> None:
+        event_id = event.get("event_id") if isinstance(event, dict) else None
+        etype = event.get("type") if isinstance(event, dict) else None
+        handler = HANDLERS.get(etype) if isinstance(etype, str) else None
+        try:
+            if handler is None:
+                raise RealtimeError(
+                    "The 'type' field is missing." if not etype else f"Unknown event type {etype!r}.",
+                    code="invalid_event",
+                    param="type",
+                )
+            await handler(self, event)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            param = ".".join(str(p) for p in first["loc"])
+            self._error(f"Invalid value for '{param}': {first['msg']}", "invalid_value", param, event_id)
+        except CozyError as exc:
+            self._error(exc.message, exc.code, exc.param, event_id)
+
+    def _error(self, message: str, code: str, param: str | None, event_id: str | None) -> None:
+        self.emit(
+            {
+                "type": "error",
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": code,
+                    "message": message,
+                    "param": param,
+                    "event_id": event_id,
+                },
+            }
+        )
+
+    # --- session ------------------------------------------------------------------------------
+    async def session_update(self, event: dict[str, Any]) -> None:
+        update = event.get("session")
+        if not isinstance(update, dict):
+            raise RealtimeError("session.update needs a 'session' object", param="session")
+        self.config = self.config.merged({k: v for k, v in update.items() if k not in ("id", "object")})
+        self.memo["config"] = self.config
+        self.emit({"type": "session.updated", "session": self.config.wire(self.id)})
+
+    # --- input audio --------------------------------------------------------------------------
+    async def audio_append(self, event: dict[str, Any]) -> None:
+        audio = event.get("audio")
+        if not isinstance(audio, str):
+            raise RealtimeError("input_audio_buffer.append needs 'audio' (base64)", param="audio")
+        try:
+            data = base64.b64decode(audio, validate=True)
+        except (binascii.Error, ValueError):
+            raise RealtimeError("'audio' is not valid base64", code="invalid_audio", param="audio") from None
+        fmt = self.config.audio.input.format
+        if fmt.type == "audio/pcm" and len(data) % 2:
+            raise RealtimeError("audio/pcm needs whole 16-bit samples (even byte count)", "invalid_audio", "audio")
+        limit = int(MAX_INPUT_BUFFER_S * 1000 * fmt.bytes_per_ms())
+        self.audio += data
+        if len(self.audio) > limit:
+            del self.audio[: len(self.audio) - limit]  # bounded: keep the most recent audio
+
+    async def audio_commit(self, event: dict[str, Any]) -> None:
+        fmt = self.config.audio.input.format
+        ms = len(self.audio) / fmt.bytes_per_ms()
+        if ms < MIN_COMMIT_MS:
+            raise RealtimeError(
+                f"Error committing input audio buffer: buffer too small. Expected at least {MIN_COMMIT_MS}ms of "
+                f"audio, but buffer only has {ms:.2f}ms of audio.",
+                code="input_audio_buffer_commit_empty",
+            )
+        audio, self.audio = bytes(self.audio), bytearray()
+        item_id = new_id()
+        prev = self.items.last_id()
+        self.emit({"type": "input_audio_buffer.committed", "previous_item_id": prev, "item_id": item_id})
+        item = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "status": "completed",
+            "role": "user",
+            "content": [{"type": "input_audio", "transcript": None}],
+        }
+        self._add_item(item, None)
+        item["content"][0]["audio"] = base64.b64encode(audio).decode()
+
+    async def audio_clear(self, event: dict[str, Any]) -> None:
+        self.audio.clear()
+        self.emit({"type": "input_audio_buffer.cleared"})
+
+    async def output_audio_clear(self, event: dict[str, Any]) -> None:
+        self.emit(
+            {"type": "output_audio_buffer.cleared", "response_id": self.response.state.id if self.response else None}
+        )
+
+    # --- conversation items -------------------------------------------------------------------
+    def _add_item(self, item: dict[str, Any], previous_item_id: str | None) -> None:
+        prev = self.items.add(item, previous_item_id)
+        public = {k: v for k, v in item.items() if k != "audio"}
+        self.emit({"type": "conversation.item.added", "previous_item_id": prev, "item": public})
+        self.emit({"type": "conversation.item.done", "previous_item_id": prev, "item": public})
+        if item["type"] == "message" and item["role"] == "user":
+            self._persist([{"role": "user", "content": text_of(item)}])
+
+    async def item_create(self, event: dict[str, Any]) -> None:
+        self._add_item(validate_item(event.get("item")), event.get("previous_item_id"))
+
+    async def item_delete(self, event: dict[str, Any]) -> None:
+        item_id = _item_id(event)
+        self.items.delete(item_id)
+        self.emit({"type": "conversation.item.deleted", "item_id": item_id})
+
+    async def item_retrieve(self, event: dict[str, Any]) -> None:
+        item_id = _item_id(event)
+        item = self.items.get(item_id)
+        if item is None:
+            raise ItemError(f"item {item_id!r} not found", "item_id", code="item_not_found")
+        self.emit({"type": "conversation.item.retrieved", "item": item})
+
+    async def item_truncate(self, event: dict[str, Any]) -> None:
+        item_id = _item_id(event)
+        item = self.items.get(item_id)
+        if item is None or item.get("role") != "assistant":
+            raise ItemError(f"assistant item {item_id!r} not found", "item_id", code="item_not_found")
+        end_ms = event.get("audio_end_ms")
+        played_ms = item.get("_audio_ms", 0.0)
+        if not isinstance(end_ms, int) or end_ms < 0 or end_ms > played_ms:
+            raise RealtimeError(
+                f"audio_end_ms ({end_ms}) must be between 0 and the item's audio length ({int(played_ms)} ms)",
+                param="audio_end_ms",
+            )
+        heard = _heard_text(item, end_ms)
+        item["content"] = [{"type": "output_audio", "transcript": heard}]
+        self.emit(
+            {"type": "conversation.item.truncated", "item_id": item_id, "content_index": 0, "audio_end_ms": end_ms}
+        )
+
+    # --- responses ----------------------------------------------------------------------------
+    async def response_create(self, event: dict[str, Any]) -> None:
+        if self.response is not None:
+            raise RealtimeError(
+                "Conversation already has an active response in progress.",
+                code="conversation_already_has_active_response",
+            )
+        opts = event.get("response") or {}
+        if not isinstance(opts, dict):
+            raise RealtimeError("'response' must be an object", param="response")
+        cfg = self.config.merged(
+            {
+                k: opts[k]
+                for k in ("instructions", "output_modalities", "tools", "tool_choice", "max_output_tokens")
+                if k in opts
+            }
+        )
+        self.start_response(cfg, conversation=opts.get("conversation", "auto") != "none", metadata=opts.get("metadata"))
+
+    def start_response(
+        self, cfg: SessionConfig, *, conversation: bool = True, metadata: dict[str, Any] | None = None
+    ) -> ResponseRun:
+        r = self.resolved
+        system = r.personality.system_prompt + (f"\n\n{cfg.instructions}" if cfg.instructions else "")
+        history = self.items.messages() if conversation else []
+        spec = TurnSpec(
+            engine=r.engine,
+            model=r.model,
+            messages=[{"role": "system", "content": system}, *history],
+            server_tools=r.server_tools,
+            client_tools=cfg.client_tools(),
+            tool_choice=cfg.tool_choice if cfg.tools else None,
+            temperature=r.personality.llm.temperature,
+            max_tokens=cfg.max_output_tokens
+            if isinstance(cfg.max_output_tokens, int)
+            else r.personality.llm.max_tokens,
+            max_tool_iterations=self.deps.max_tool_iterations,
+            tool_timeout_s=self.deps.tool_timeout_s,
+            llm_timeout_s=self.deps.llm_timeout_s,
+        )
+        handle = TurnHandle(
+            uuid.uuid4().hex,
+            self.persist_id,
+            r.personality.id,
+            r.model,
+            self.actor,
+            Turn(spec, self.deps.catalog),
+            "voice",
+        )
+        run = ResponseRun(
+            handle,
+            self.emit,
+            modalities=list(cfg.output_modalities),
+            conversation_id=self.conversation_id,
+            metadata=metadata,
+        )
+        self.response = run
+        self._task = asyncio.create_task(self._run(run), name=f"realtime-response:{self.id}")
+        return run
+
+    async def _run(self, run: ResponseRun) -> None:
+        state = ResponseState(run.state.id, status="failed")
+        try:
+            state = await run.run()
+        except Exception:
+            log.exception("realtime response crashed", extra={"session_id": self.id})
+        finally:
+            try:
+                self.tell(ResponseEnded(run, state))
+            except Exception:
+                pass  # the actor is gone
+
+    def response_ended(self, msg: ResponseEnded) -> None:
+        if self.response is not msg.run:
+            return
+        self.response = None
+        for item in msg.state.output:
+            if item["id"] not in self.items:
+                self.items.add({k: v for k, v in item.items() if not k.startswith("_")})
+        if msg.state.text:
+            self._persist([{"role": "assistant", "content": msg.state.text}])
+
+    async def response_cancel(self, event: dict[str, Any]) -> None:
+        run = self.response
+        wanted = event.get("response_id")
+        if run is None or (wanted and wanted != run.state.id):
+            raise RealtimeError("Cancellation failed: no active response found.", code="response_cancel_not_active")
+        run.cancel("client_cancelled")
+
+    def _persist(self, messages: list[dict[str, Any]]) -> None:
+        if self.persist_id is None or not any(m.get("content") for m in messages):
+            return
+        task = asyncio.create_task(self.deps.store.append(self.persist_id, self.resolved.personality.id, messages))
+        task.add_done_callback(_log_failure)
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("realtime persistence failed: %s", task.exception())
+
+
+def _item_id(event: dict[str, Any]) -> str:
+    item_id = event.get("item_id")
+    if not isinstance(item_id, str) or not item_id:
+        raise RealtimeError("'item_id' is required", param="item_id")
+    return item_id
+
+
+def _heard_text(item: dict[str, Any], end_ms: int) -> str:
+    """The part of an assistant item's transcript the listener heard, by audio proportion."""
+    text = text_of(item)
+    total = item.get("_audio_ms") or 0.0
+    if not text or total <= 0:
+        return ""
+    cut = int(len(text) * min(1.0, end_ms / total))
+    return text[:cut].rsplit(" ", 1)[0] if cut < len(text) else text
+
+
+HANDLERS: dict[str, Handler] = {
+    "session.update": RealtimeSession.session_update,
+    "input_audio_buffer.append": RealtimeSession.audio_append,
+    "input_audio_buffer.commit": RealtimeSession.audio_commit,
+    "input_audio_buffer.clear": RealtimeSession.audio_clear,
+    "output_audio_buffer.clear": RealtimeSession.output_audio_clear,
+    "conversation.item.create": RealtimeSession.item_create,
+    "conversation.item.delete": RealtimeSession.item_delete,
+    "conversation.item.retrieve": RealtimeSession.item_retrieve,
+    "conversation.item.truncate": RealtimeSession.item_truncate,
+    "response.create": RealtimeSession.response_create,
+    "response.cancel": RealtimeSession.response_cancel,
+}

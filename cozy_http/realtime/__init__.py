@@ -1,0 +1,1 @@
+"""The OpenAI Realtime WebSocket transport: a thin adapter onto the realtime actor."""
