@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from .speech import AudioConfig, STTConfig, TTSConfig, VADConfig
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -111,6 +113,10 @@ class LLMConfig(_Strict):
 
 class EnginesConfig(_Strict):
     llm: LLMConfig
+    stt: STTConfig = STTConfig()
+    tts: TTSConfig = TTSConfig()
+    vad: VADConfig = VADConfig()
+    audio: AudioConfig = AudioConfig()
     plugins_enabled: bool = True
 
 

@@ -20,7 +20,7 @@ log = logging.getLogger("cozy.engines")
 
 ENTRY_POINT_GROUP = "cozy.engines"
 # The interface version each engine kind currently speaks.
-API_VERSIONS: dict[str, int] = {"llm": 1}
+API_VERSIONS: dict[str, int] = {"llm": 1, "stt": 1, "tts": 1, "vad": 1}
 
 
 class RegistryError(Exception):
@@ -71,6 +71,17 @@ class EngineRegistry:
         return self.get(kind, provider).Options.model_validate(options)
 
 
+def _speech_providers() -> list[type[Engine]]:
+    """Built-in STT/TTS/VAD providers (their modules import no model library until used)."""
+    from cozy_media.stt.remote import OpenAISTT
+    from cozy_media.stt.whisper import FasterWhisperSTT
+    from cozy_media.tts.piper import PiperTTS
+    from cozy_media.tts.remote import OpenAITTS
+    from cozy_media.vad.silero import SileroVAD
+
+    return [FasterWhisperSTT, OpenAISTT, PiperTTS, OpenAITTS, SileroVAD]
+
+
 def default_registry(load_plugins: bool = True) -> EngineRegistry:
     """The built-in providers, plus entry-point plugins when enabled."""
     from .llm.local_provider import LocalLLM
@@ -79,6 +90,8 @@ def default_registry(load_plugins: bool = True) -> EngineRegistry:
     reg = EngineRegistry()
     reg.register(OpenAILLM)
     reg.register(LocalLLM)
+    for cls in _speech_providers():
+        reg.register(cls)
     if load_plugins:
         reg.load_entry_points()
     return reg
