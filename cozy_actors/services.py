@@ -13,6 +13,7 @@ from cozy_actors.config import Settings
 from cozy_actors.conversation.chat import ChatService
 from cozy_actors.engines.llm.router import LLMRouter
 from cozy_actors.engines.registry import EngineRegistry, default_registry
+from cozy_actors.engines.speech import SpeechConfigError, build_speech
 from cozy_actors.engines.tools.base import ToolCatalog
 from cozy_actors.engines.tools.builtin import BUILTIN_TOOLS
 from cozy_actors.personalities import PersonalityStore
@@ -49,6 +50,10 @@ class CozyServices:
         try:
             self.llms = LLMRouter(s.engines.llm, self.registry)
         except LLMConfigError as exc:
+            raise StartupError([f"{engines_file}: {p}" for p in exc.problems]) from exc
+        try:
+            self.speech = build_speech(s.engines, self.registry)
+        except SpeechConfigError as exc:
             raise StartupError([f"{engines_file}: {p}" for p in exc.problems]) from exc
         self.personalities = PersonalityStore(s.personalities_dir, s.app.default_personality)
         try:
@@ -95,6 +100,7 @@ class CozyServices:
         self.pool = configure_pool(self.settings.app.inference_workers)
         self.loadmon.start()
         await self.llms.initialize()
+        await self.speech.initialize()  # models load in the pool now, so the first request is fast
         self.started = True
         log.info("services started", extra={"default_model": self.llms.default_id})
 
@@ -105,6 +111,7 @@ class CozyServices:
         await self.supervisor.shutdown(timeout=10.0)
         await self.loadmon.stop()
         await self.llms.close()
+        await self.speech.close()
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready = started and every loaded engine healthy."""
@@ -112,6 +119,9 @@ class CozyServices:
         ok = self.started
         for model_id, health in (await self.llms.health()).items():
             checks[f"llm:{model_id}"] = {"ok": health.ok, "detail": health.detail}
+            ok = ok and health.ok
+        for kind, health in (await self.speech.health()).items():
+            checks[f"speech:{kind}"] = {"ok": health.ok, "detail": health.detail}
             ok = ok and health.ok
         checks["supervisor"] = self.supervisor.stats()
         return ok, checks
