@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from cozy_actors.config import Settings
@@ -21,7 +21,7 @@ from cozy_core.errors import CozyError
 from .errors import handle_cozy_error, handle_http_exception, handle_unexpected
 from .middleware import RequestContextMiddleware
 from .openapi import build_openapi, docs, openapi_json
-from .routes import chat, meta
+from .routes import audio, audio_stream, chat, meta, speech
 
 log = logging.getLogger("cozy.http")
 
@@ -48,6 +48,12 @@ def create_app(settings: Settings, services: CozyServices | None = None) -> Star
 
     routes = [
         Route("/v1/chat/completions", chat.chat_completions, methods=["POST"]),
+        Route("/v1/audio/transcriptions", audio.transcriptions, methods=["POST"]),
+        Route("/v1/audio/stt", audio.stt, methods=["POST"]),
+        WebSocketRoute("/v1/audio/stt/stream", audio_stream.stt_stream),
+        Route("/v1/audio/speech", speech.speech, methods=["POST"]),
+        Route("/v1/audio/tts", speech.tts, methods=["POST"]),
+        Route("/v1/audio/tts/stream", speech.tts_stream, methods=["POST"]),
         Route("/v1/models", meta.list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", meta.get_model, methods=["GET"]),
         Route("/v1/personalities", meta.list_personalities, methods=["GET"]),

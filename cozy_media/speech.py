@@ -118,7 +118,8 @@ class SpeechService:
                 out[kind] = Health(False, f"health check failed: {exc}")
         return out
 
-    def _need(self, kind: str) -> None:
+    def require(self, kind: str) -> None:
+        """503 ENGINE_UNAVAILABLE unless the `kind` engine is configured and loaded."""
         if self._engines().get(kind) is None or not self._ready.get(kind):
             detail = self._errors.get(kind, "not configured or not loaded")
             raise EngineError(f"{kind} engine unavailable: {detail}", code="ENGINE_UNAVAILABLE", status=503)
@@ -142,7 +143,7 @@ class SpeechService:
     async def transcribe(
         self, audio: PcmAudio, *, language: str | None = None, prompt: str | None = None, words: bool = False
     ) -> Transcript:
-        self._need("stt")
+        self.require("stt")
         assert self.stt is not None
         return await self.stt.transcribe(
             audio.to_float32(), language=language or self.settings.default_language, prompt=prompt,
@@ -152,7 +153,7 @@ class SpeechService:
     async def transcribe_segments(
         self, audio: PcmAudio, *, language: str | None = None, prompt: str | None = None
     ) -> AsyncIterator[Segment]:
-        self._need("stt")
+        self.require("stt")
         assert self.stt is not None
         async for segment in self.stt.stream_segments(
             audio.to_float32(), language=language or self.settings.default_language, prompt=prompt
@@ -164,11 +165,11 @@ class SpeechService:
         use_vad: bool = True,
     ) -> TranscriptionSession:
         """A live transcription session (VAD-segmented unless `use_vad` is False)."""
-        self._need("stt")
+        self.require("stt")
         assert self.stt is not None
         detector = None
         if use_vad:
-            self._need("vad")
+            self.require("vad")
             assert self.vad is not None
             detector = self.vad.create_stream(vad or self.settings.vad)
         s = self.settings
@@ -187,7 +188,7 @@ class SpeechService:
 
         Unknown → 400 VALIDATION_UNKNOWN_VOICE: it is a bad parameter value, as OpenAI reports it.
         """
-        self._need("tts")
+        self.require("tts")
         wanted = (name or self.settings.default_voice).strip()
         voices = self.voices()
         voice = wanted if wanted in voices else self.settings.voice_aliases.get(wanted.lower())
@@ -222,7 +223,7 @@ class SpeechService:
 
     def synthesizer(self, voice: str, speed: float = 1.0, sample_rate: int | None = OUTPUT_RATE) -> SpeechSynthesizer:
         """A per-session synthesizer (resolve and check `voice`/`speed` first)."""
-        self._need("tts")
+        self.require("tts")
         assert self.tts is not None
         s = self.settings
         chunker = SentenceChunker(max_chars=s.max_chunk_chars, first_max_chars=s.first_chunk_max_chars)

@@ -27,6 +27,7 @@ _FAMILIES = {
 # Names a client or the configuration may use for a family.
 ALIASES = {"mp4": "m4a", "mpeg": "mp3", "mpga": "mp3", "opus": "ogg", "oga": "ogg", "weba": "webm"}
 UPLOAD_FORMATS = ("wav", "mp3", "m4a", "aac", "ogg", "webm", "flac")
+MIN_DURATION_S = 0.1  # what OpenAI accepts too; less is a cut-off or broken file
 
 
 def normalize_formats(names: Iterable[str]) -> frozenset[str]:
@@ -81,8 +82,10 @@ def decode_audio(
             if not chunks:
                 raise AudioFormatError(f"cannot decode the audio ({_reason(exc)})") from None
     samples = np.concatenate(chunks).astype(np.int16, copy=False) if chunks else np.zeros(0, np.int16)
-    if len(samples) == 0:
-        raise AudioFormatError("no audio could be decoded from the file (empty or truncated)")
+    if len(samples) < sample_rate * MIN_DURATION_S:
+        raise AudioFormatError(
+            f"no usable audio in the file (under {MIN_DURATION_S} s decoded: empty, truncated or corrupt)"
+        )
     return PcmAudio(samples, sample_rate), family
 
 

@@ -71,7 +71,7 @@ class TranscriptionSession:
     def __init__(self, transcriber: StreamingTranscriber, vad: StreamingVAD | None = None) -> None:
         self.transcriber = transcriber
         self.vad = vad
-        self._events: asyncio.Queue[SessionEvent] = asyncio.Queue()
+        self._events: asyncio.Queue[SessionEvent | None] = asyncio.Queue()
         self._ring = np.zeros(_RING_SAMPLES, dtype=np.int16)
         self._fed = 0  # samples received since the stream began
         self._utterance = 0
@@ -85,7 +85,8 @@ class TranscriptionSession:
     def position_ms(self) -> float:
         return self._fed * 1000.0 / SAMPLE_RATE
 
-    async def next_event(self) -> SessionEvent:
+    async def next_event(self) -> SessionEvent | None:
+        """The next event; None once `finish()` has delivered everything (end of the stream)."""
         return await self._events.get()
 
     def pending_events(self) -> int:
@@ -207,7 +208,7 @@ class TranscriptionSession:
         return True
 
     async def finish(self) -> None:
-        """End of input: finalize the open utterance and wait until every final is delivered."""
+        """End of input: finalize the open utterance, wait for every final, then end the events."""
         self.commit()
         if self._partial_task is not None:
             self._partial_task.cancel()
@@ -215,6 +216,7 @@ class TranscriptionSession:
             with contextlib.suppress(BaseException):
                 await task
         self._finals.clear()
+        self._events.put_nowait(None)
 
     async def aclose(self) -> None:
         """Abandon everything (client gone)."""
