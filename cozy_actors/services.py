@@ -9,16 +9,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from cozy_actors.admin import AdminService
 from cozy_actors.config import Settings
 from cozy_actors.conversation.chat import ChatService
+from cozy_actors.conversation.sessions import SessionService
 from cozy_actors.engines.llm.router import LLMRouter
 from cozy_actors.engines.registry import EngineRegistry, default_registry
 from cozy_actors.engines.speech import SpeechConfigError, build_speech
 from cozy_actors.engines.tools.base import ToolCatalog
 from cozy_actors.engines.tools.builtin import BUILTIN_TOOLS
+from cozy_actors.infra import Infra
 from cozy_actors.personalities import PersonalityStore
 from cozy_actors.runtime import LoopLagMonitor, Supervisor, SupervisorPolicy
-from cozy_actors.storage import InMemoryConversationStore
 from cozy_media.workers import configure_pool
 
 log = logging.getLogger("cozy.services")
@@ -67,7 +69,10 @@ class CozyServices:
         self.catalog = ToolCatalog(
             (BUILTIN_TOOLS[n] for n in s.tools.builtin), allowed_side_effects=s.tools.allowed_side_effects
         )
-        self.store = InMemoryConversationStore(max_messages=s.app.sessions.max_history_messages)
+        self.infra = Infra(s)  # PostgreSQL (embedded or DATABASE_URL), Redis or in-process, auth, audit
+        self.store = self.infra.sessions
+        self.auth = self.infra.auth
+        self.ratelimit = self.infra.ratelimit
         sess = s.app.sessions
         self.loadmon = LoopLagMonitor()
         self.supervisor = Supervisor(
@@ -92,6 +97,16 @@ class CozyServices:
             llms=self.llms,
             catalog=self.catalog,
             store=self.store,
+            audit=self.infra.audit,
+        )
+        self.sessions = SessionService(self.store, self.supervisor, self.personalities, self.infra.audit)
+        self.admin = AdminService(
+            s,
+            auth=self.auth,
+            audit=self.infra.audit,
+            audit_store=self.infra.audit_store,
+            personalities=self.personalities,
+            catalog=self.catalog,
         )
 
     async def start(self) -> None:
@@ -99,7 +114,12 @@ class CozyServices:
             self.build()
         self.pool = configure_pool(self.settings.app.inference_workers)
         self.loadmon.start()
-        await self.llms.initialize()
+        await self.infra.start()
+        try:
+            await self.llms.initialize()
+        except BaseException:
+            await self.infra.stop()
+            raise
         await self.speech.initialize()  # models load in the pool now, so the first request is fast
         self.started = True
         log.info("services started", extra={"default_model": self.llms.default_id})
@@ -112,6 +132,7 @@ class CozyServices:
         await self.loadmon.stop()
         await self.llms.close()
         await self.speech.close()
+        await self.infra.stop()  # after the actors: their last messages and audit events are flushed
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready = started and every loaded engine healthy."""
@@ -124,4 +145,6 @@ class CozyServices:
             checks[f"speech:{kind}"] = {"ok": health.ok, "detail": health.detail}
             ok = ok and health.ok
         checks["supervisor"] = self.supervisor.stats()
-        return ok, checks
+        infra_ok, infra_checks = await self.infra.readiness()
+        checks.update(infra_checks)
+        return ok and infra_ok, checks

@@ -18,10 +18,11 @@ from cozy_actors.config import Settings
 from cozy_actors.services import CozyServices
 from cozy_core.errors import CozyError
 
+from .auth import AuthMiddleware
 from .errors import handle_cozy_error, handle_http_exception, handle_unexpected
 from .middleware import RequestContextMiddleware
 from .openapi import build_openapi, docs, openapi_json
-from .routes import audio, audio_stream, chat, meta, speech
+from .routes import admin, audio, audio_stream, chat, meta, sessions, speech
 
 log = logging.getLogger("cozy.http")
 
@@ -58,6 +59,18 @@ def create_app(settings: Settings, services: CozyServices | None = None) -> Star
         Route("/v1/models/{model:path}", meta.get_model, methods=["GET"]),
         Route("/v1/personalities", meta.list_personalities, methods=["GET"]),
         Route("/v1/personalities/{personality_id}", meta.get_personality, methods=["GET"]),
+        Route("/v1/chat/sessions", sessions.create_session, methods=["POST"]),
+        Route("/v1/chat/sessions", sessions.list_sessions, methods=["GET"]),
+        Route("/v1/chat/sessions/{session_id}", sessions.get_session, methods=["GET"]),
+        Route("/v1/chat/sessions/{session_id}", sessions.delete_session, methods=["DELETE"]),
+        Route("/v1/chat/sessions/{session_id}/messages", sessions.list_messages, methods=["GET"]),
+        Route("/v1/auth/token", admin.issue_token, methods=["POST"]),
+        Route("/v1/personalities/reload", admin.reload_personalities, methods=["POST"]),
+        Route("/v1/tools", admin.list_tools, methods=["GET"]),
+        Route("/v1/tools/refresh", admin.refresh_tools, methods=["POST"]),
+        Route("/v1/admin/config", admin.get_config, methods=["GET"]),
+        Route("/v1/admin/audit", admin.list_audit, methods=["GET"]),
+        Route("/v1/admin/users", admin.create_user, methods=["POST"]),
         Route("/health", meta.health, methods=["GET"]),
         Route("/ready", meta.ready, methods=["GET"]),
         Route("/metrics", meta.metrics, methods=["GET"]),
@@ -82,6 +95,8 @@ def create_app(settings: Settings, services: CozyServices | None = None) -> Star
                 expose_headers=["x-request-id"],
             )
         )
+    # Innermost: CORS preflights are answered without a token; everything else not public needs one.
+    middleware.append(Middleware(AuthMiddleware, services=services, public_paths=settings.security.public_paths))
     app = Starlette(
         routes=routes,
         middleware=middleware,

@@ -1,4 +1,4 @@
-"""`cozy` command line: serve, and check the configuration."""
+"""`cozy` command line: serve, check the configuration, migrate the database, create users."""
 
 from __future__ import annotations
 
@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_sub.add_parser("check", help="validate and print the effective configuration (secrets redacted)")
     check.add_argument("--config", default=None, help="configuration directory")
     check.set_defaults(func=cmd_config_check)
+    from .cli_admin import add_parsers
+
+    add_parsers(sub, _load)
     return parser
 
 

@@ -36,6 +36,11 @@ def error_body(err: CozyError) -> dict[str, Any]:
 
 def error_response(err: CozyError, headers: dict[str, str] | None = None) -> Response:
     hdrs = {"x-request-id": current_request_id() or ""}
+    if err.status == 401:
+        hdrs["www-authenticate"] = 'Bearer realm="cozyengine"'
+    extra = getattr(err, "headers", None)  # e.g. Retry-After on 429 (openai SDKs wait that long, then retry)
+    if extra:
+        hdrs.update(extra)
     if headers:
         hdrs.update(headers)
     if err.status in (400, 404, 413, 415, 422):

@@ -65,7 +65,7 @@ class RequestContextMiddleware:
                     status=status,
                     latency_ms=round(elapsed * 1000, 2),
                 )
-            structlog.contextvars.unbind_contextvars("request_id")
+            structlog.contextvars.unbind_contextvars("request_id", "user_id")  # user_id: bound by auth
             reset_request_id(token)
 
 

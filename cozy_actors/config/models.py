@@ -139,14 +139,35 @@ class ToolsConfig(_Strict):
     call_timeout_s: float = Field(10.0, gt=0)
 
 
+class QueueConfig(_Strict):
+    """Background write queue (audit now; memory/profile updates later)."""
+
+    max_attempts: int = Field(5, ge=1)
+    batch_size: int = Field(100, ge=1)
+    retry_after_s: float = Field(2.0, gt=0)  # a failed entry is retried once it has been idle this long
+    block_s: float = Field(1.0, gt=0)  # how long a Redis consumer waits for new entries per read
+
+
 class StorageConfig(_Strict):
-    database_url: SecretStr | None = None
-    redis_url: SecretStr | None = None
+    database_url: SecretStr | None = None  # empty: embedded PostgreSQL under app.data_dir/postgres
+    redis_url: SecretStr | None = None  # empty: in-process cache, rate limiter and queue
     pool_min_size: int = Field(1, ge=0)
     pool_max_size: int = Field(10, ge=1)
     command_timeout_s: float = Field(10.0, gt=0)
+    connect_timeout_s: float = Field(10.0, gt=0)
+    redis_prefix: str = Field("cozy", pattern=r"^[A-Za-z0-9._:-]{1,64}$")
+    redis_timeout_s: float = Field(0.5, gt=0)  # per command: a hung Redis must not stall a chat
+    redis_retry_s: float = Field(5.0, gt=0)  # after a failure, in-process fallbacks for this long
+    cache_ttl_s: float = Field(300.0, gt=0)
+    queue: QueueConfig = QueueConfig()
 
     _none = field_validator("database_url", "redis_url", mode="before")(_empty_to_none)
+
+    @model_validator(mode="after")
+    def _pool(self) -> StorageConfig:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError("pool_min_size must not exceed pool_max_size")
+        return self
 
 
 class ObservabilityConfig(_Strict):
@@ -162,14 +183,31 @@ class ObservabilityConfig(_Strict):
         return value.lower() if isinstance(value, str) else value
 
 
+class RateLimitConfig(_Strict):
+    """Token bucket per API key (per user for JWTs): `requests_per_minute` refill, `burst` capacity."""
+
+    enabled: bool = True
+    requests_per_minute: float = Field(600.0, gt=0)
+    burst: int = Field(100, ge=1)
+
+
 class SecurityConfig(_Strict):
-    auth_enabled: bool = False
+    auth_enabled: bool = True
     jwt_secret_key: SecretStr | None = None
     jwt_expiry_s: int = Field(3600, ge=60)
     bootstrap_admin_key: SecretStr | None = None
     public_paths: list[str] = ["/health", "/ready", "/metrics", "/docs", "/openapi.json"]
+    auth_cache_ttl_s: float = Field(30.0, ge=0)  # how long a verified key/JWT is trusted without a lookup
+    rate_limit: RateLimitConfig = RateLimitConfig()
 
     _none = field_validator("jwt_secret_key", "bootstrap_admin_key", mode="before")(_empty_to_none)
+
+    @field_validator("bootstrap_admin_key")
+    @classmethod
+    def _strong_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
 
 
 # file stem -> model; order is the order `cozy config check` prints them.

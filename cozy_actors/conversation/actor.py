@@ -18,6 +18,7 @@ from cozy_actors.engines.tools.base import Tool, ToolCatalog
 from cozy_actors.personalities import Personality
 from cozy_actors.runtime import Actor, StopReason
 from cozy_actors.storage import ConversationStore
+from cozy_actors.storage.base import MessageMeta
 from cozy_core.errors import CozyError
 
 from .events import TurnFailed
@@ -42,6 +43,9 @@ class TurnRequest:
     max_tokens: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     mode: str = "text"
+    user_id: str | None = None  # who asked (audit of tool calls)
+    user_name: str | None = None
+    request_id: str | None = None
 
 
 @dataclass
@@ -57,6 +61,7 @@ class ConversationDeps:
     max_tool_iterations: int = 10
     tool_timeout_s: float = 10.0
     llm_timeout_s: float = 120.0
+    audit: Any = None  # an AuditLog: every server tool call is an audit event
 
 
 class SessionBusy(CozyError):
@@ -78,6 +83,7 @@ class ConversationActor(Actor):
         self.personality_id: str | None = None
         self.history: deque[dict[str, Any]] = deque(maxlen=deps.max_history_messages)
         self._handle: TurnHandle | None = None  # the running turn, until its TurnFinished arrives
+        self._caller: tuple[str | None, str | None, str | None] = (None, None, None)  # user id, name, request id
 
     @property
     def busy(self) -> bool:
@@ -103,7 +109,8 @@ class ConversationActor(Actor):
                 return None  # a turn from before a restart: its messages were never ours to keep
             self.history.extend(message.new_messages)
             if self.session_id is not None and message.new_messages:
-                await self.deps.store.append(self.session_id, self.personality_id or "", message.new_messages)
+                await self._persist_turn(message)
+            self._audit_tools(message)
             self._handle = None
             if self.session_id is None:
                 await self.ref.stop(StopReason.NORMAL, "turn finished")
@@ -117,8 +124,13 @@ class ConversationActor(Actor):
         self.touch()
         new = [_clean(m) for m in req.messages]
         if self.session_id is not None:
-            # The user's words are stored before the model is called: a failed turn never loses them.
-            await self.deps.store.append(self.session_id, req.personality.id, new)
+            # The user's words are stored before the model is called: a failed turn never loses them,
+            # and a store that cannot take them refuses the turn (the client sees STORAGE_*).
+            try:
+                await self.deps.store.append(self.session_id, req.personality.id, new)
+            except CozyError as exc:
+                return exc
+        self._caller = (req.user_id, req.user_name, req.request_id)
         prompt = self._prompt(req.personality, new)
         self.history.extend(new)
         spec = TurnSpec(
@@ -155,12 +167,56 @@ class ConversationActor(Actor):
             past.pop(0)  # never start with a tool result or a dangling assistant tool call
         return [{"role": "system", "content": personality.system_prompt}, *past, *new]
 
+    async def _persist_turn(self, message: TurnFinished) -> None:
+        """Store what the turn added, with its model, usage and latency; a cut-short answer is
+        marked incomplete. A store failure here is logged, not raised: the reply is already out."""
+        assert self.session_id is not None and self._handle is not None
+        usage = message.usage
+        meta = MessageMeta(
+            model=self._handle.model,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            latency_ms=round(message.latency_s * 1000) if message.latency_s is not None else None,
+            incomplete=message.incomplete,
+        )
+        try:
+            await self.deps.store.append(self.session_id, self.personality_id or "", message.new_messages, meta=meta)
+        except CozyError:
+            log.exception("assistant message not stored", extra={"session_id": self.session_id})
+
+    def _audit_tools(self, message: TurnFinished) -> None:
+        audit = self.deps.audit
+        if audit is None or not message.tool_calls:
+            return
+        user_id, user_name, request_id = self._caller
+        for call in message.tool_calls:
+            audit.record(
+                "tool.call",
+                user_id=user_id,
+                user_name=user_name,
+                request_id=request_id,
+                outcome="ok" if call.ok else "error",
+                resource=f"tool:{call.name}",
+                detail={"session_id": self.session_id, "call_id": call.call_id,
+                        "latency_ms": round(call.latency_s * 1000, 1)},
+            )
+
     async def on_stop(self, reason: StopReason, detail: str | None) -> None:
         if self._handle is not None and not self._handle.finished:
             message = f"session ended: {reason.value} {detail or ''}".strip()
-            self._handle.cancel(
-                reason.value, TurnFailed("RESOURCE_SESSION_ENDED", message, 503, self._handle.turn.text)
-            )
+            partial = self._handle.turn.text
+            self._handle.cancel(reason.value, TurnFailed("RESOURCE_SESSION_ENDED", message, 503, partial))
+            if self.session_id is not None and partial:
+                # The handle cannot tell a stopping actor any more: keep the cut-short answer here.
+                try:
+                    await self.deps.store.append(
+                        self.session_id,
+                        self.personality_id or "",
+                        [{"role": "assistant", "content": partial}],
+                        meta=MessageMeta(model=self._handle.model, incomplete=True),
+                    )
+                except CozyError:
+                    log.exception("partial answer not stored", extra={"session_id": self.session_id})
 
 
 def _clean(message: dict[str, Any]) -> dict[str, Any]:

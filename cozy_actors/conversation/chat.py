@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from cozy_actors.auth.principal import Principal
 from cozy_actors.config import AppConfig
 from cozy_actors.engines.llm.router import LLMRouter
 from cozy_actors.engines.tools.base import ToolCatalog
@@ -40,6 +41,8 @@ class ChatRequest:
     session_id: str | None = None
     allowed_tools: list[str] | None = None
     use_personalization: bool = True
+    principal: Principal | None = None  # the authenticated caller; owns the session it names
+    request_id: str | None = None
 
 
 class ChatService:
@@ -52,6 +55,7 @@ class ChatService:
         llms: LLMRouter,
         catalog: ToolCatalog,
         store: ConversationStore,
+        audit: Any = None,
     ) -> None:
         self.app = app
         self.supervisor = supervisor
@@ -66,6 +70,7 @@ class ChatService:
             max_tool_iterations=app.turn.max_tool_iterations,
             tool_timeout_s=app.turn.tool_timeout_s,
             llm_timeout_s=app.turn.llm_timeout_s,
+            audit=audit,
         )
 
     async def start_turn(self, req: ChatRequest) -> TurnHandle:
@@ -91,6 +96,13 @@ class ChatService:
             max_tokens=req.max_tokens if req.max_tokens is not None else personality.llm.max_tokens,
             extra=req.extra,
         )
+        principal = req.principal
+        if principal is not None:
+            turn.user_id, turn.user_name = principal.user_id, principal.name
+        turn.request_id = req.request_id
+        if req.session_id is not None:
+            # The session is the caller's (created now if the id is new); someone else's is a 404.
+            await self.store.claim(req.session_id, principal.user_id if principal else None, personality.id)
         ref = await self._actor(req.session_id)
         try:
             result = await ref.ask(StartTurn(turn), timeout=self.app.sessions.ask_timeout_s)

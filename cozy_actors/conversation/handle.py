@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cozy_actors.engines.llm.base import LLMUsage
 from cozy_actors.observability.metrics import TURNS, labelled
 
-from .events import TurnDone, TurnEvent, TurnFailed
+from .events import ServerToolCall, TurnDone, TurnEvent, TurnFailed
 from .turn import Turn
 
 if TYPE_CHECKING:
@@ -38,10 +39,20 @@ class CancelTurn:
 
 @dataclass(slots=True)
 class TurnFinished:
-    """Sent by the handle to its actor when the turn has ended, whatever the outcome."""
+    """Sent by the handle to its actor when the turn has ended, whatever the outcome; the rest is
+    what persistence and audit keep about the turn (usage is known only for a finished turn)."""
 
     turn_id: str
     new_messages: list[dict[str, Any]]
+    outcome: str = "completed"  # completed | cancelled | failed | a TurnDone stop_reason
+    usage: LLMUsage | None = None
+    latency_s: float | None = None
+    tool_calls: list[ServerToolCall] = field(default_factory=list)
+
+    @property
+    def incomplete(self) -> bool:
+        """The assistant message was cut short (upstream failure, cancel, shutdown)."""
+        return self.outcome in ("cancelled", "failed")
 
 
 class TurnHandle:
@@ -67,6 +78,9 @@ class TurnHandle:
         self._inside = False  # the consumer task is awaiting the model/tools right now
         self._task: asyncio.Task[Any] | None = None
         self._cancel: tuple[str, TurnEvent | None] | None = None
+        self._t0 = time.perf_counter()
+        self._usage: LLMUsage | None = None
+        self._tool_calls: list[ServerToolCall] = []
 
     def cancel(self, reason: str = "cancelled", final: TurnEvent | None = None) -> None:
         """Stop the turn now. Safe at any time and more than once; `final` replaces the default
@@ -106,8 +120,11 @@ class TurnHandle:
                     self._inside = False
                 if isinstance(event, TurnDone):
                     new_messages, outcome = event.new_messages, event.stop_reason or "completed"
+                    self._usage = event.usage
                 elif isinstance(event, TurnFailed) and event.partial_text:
                     new_messages = [{"role": "assistant", "content": event.partial_text}]
+                elif isinstance(event, ServerToolCall):
+                    self._tool_calls.append(event)
                 yield event
                 if isinstance(event, TurnDone | TurnFailed):
                     return
@@ -147,8 +164,11 @@ class TurnHandle:
             return
         self.finished = True
         labelled(TURNS, self.mode, outcome).inc()
+        finished = TurnFinished(
+            self.turn_id, new_messages, outcome, self._usage, time.perf_counter() - self._t0, self._tool_calls
+        )
         try:
-            self.actor.tell(TurnFinished(self.turn_id, new_messages), control=True)
+            self.actor.tell(finished, control=True)
         except Exception:
             pass  # the actor is stopping: nothing left to update
 

@@ -41,3 +41,23 @@ def labelled(metric: MetricWrapperBase, *values: str) -> Any:
     """`metric.labels(*values)`, cached: `labels()` costs a lock and a dict walk per call, which
     adds up on per-request and per-turn paths."""
     return metric.labels(*values)
+
+# --- storage, Redis, queue, auth (system of record) ---------------------------------------------
+STORAGE_ERRORS = Counter("cozy_storage_errors_total", "Database failures by operation and kind.", ["op", "kind"])
+REDIS_UP = Gauge("cozy_redis_up", "1 while Redis answers, 0 while the in-process fallbacks serve (absent: no Redis).")
+REDIS_FALLBACKS = Counter(
+    "cozy_redis_fallbacks_total", "Operations served in-process because Redis failed.", ["component"]
+)
+QUEUE_BACKLOG = Gauge("cozy_queue_backlog", "Background write entries not yet processed.", ["topic", "backend"])
+QUEUE_EVENTS = Counter(
+    "cozy_queue_events_total", "Background write entries by outcome (ok, retried, dead).", ["topic", "outcome"]
+)
+AUTH_FAILURES = Counter("cozy_auth_failures_total", "Refused requests by reason.", ["reason"])
+RATE_LIMITED = Counter("cozy_rate_limited_total", "Requests refused by the rate limiter.", [])
+AUDIT_DROPPED = Counter("cozy_audit_dropped_total", "Audit events dropped because the buffer was full.", [])
+
+INTERRUPT_LATENCY = Histogram(
+    "cozy_interrupt_latency_seconds",
+    "Barge-in: VAD speech start detected -> the response's audio output stopped.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)

@@ -16,6 +16,7 @@ from cozy_actors.conversation.handle import TurnFinished
 from cozy_actors.conversation.resolve import Resolved
 from cozy_actors.runtime import Actor, StopReason
 
+from .audio_in import AudioEvent
 from .response import Emit
 from .session import RealtimeDeps, RealtimeSession, ResponseEnded
 
@@ -105,6 +106,9 @@ class RealtimeActor(Actor):
         if isinstance(message, ClientEvent):
             self.touch()
             await self.session.handle(message.event)
+        elif isinstance(message, AudioEvent):
+            if self.session.voice is not None:
+                self.session.voice.on_event(message)
         elif isinstance(message, ResponseEnded):
             self.session.response_ended(message)
         elif isinstance(message, TurnFinished):
@@ -115,6 +119,8 @@ class RealtimeActor(Actor):
     async def on_stop(self, reason: StopReason, detail: str | None) -> None:
         if self.session is not None:
             self.session.close("session_ended")
+            if self.session.voice is not None:
+                await self.session.voice.close()
         if reason in _STOP_CODES:
             code, message = _STOP_CODES[reason]
             self.emit(

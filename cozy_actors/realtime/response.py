@@ -9,6 +9,8 @@ deltas.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 from cozy_actors.conversation.events import TextDelta, ToolCallDelta, TurnDone, TurnFailed
 from cozy_actors.conversation.handle import TurnHandle
 
+from .audio_out import SpeechOutput
 from .items import new_id
 
 Emit = Callable[[dict[str, Any]], None]
@@ -42,6 +45,7 @@ class ResponseRun:
         modalities: list[str],
         conversation_id: str,
         metadata: dict[str, Any] | None = None,
+        speech: Callable[[Callable[[str], None]], SpeechOutput] | None = None,
     ) -> None:
         self.handle = handle
         self.emit = emit
@@ -53,6 +57,9 @@ class ResponseRun:
         self.cancel_reason: str | None = None
         self._message: dict[str, Any] | None = None
         self._calls: dict[int, dict[str, Any]] = {}
+        self._make_speech = speech if self.audio else None
+        self.speech: SpeechOutput | None = None  # the audio of the assistant message, paced
+        self.cancelled_at: float | None = None
 
     def wire(self) -> dict[str, Any]:
         s = self.state
@@ -72,7 +79,18 @@ class ResponseRun:
         """`turn_detected` (barge-in) or `client_cancelled`: stop now, no more deltas."""
         if self.cancel_reason is None:
             self.cancel_reason = reason
+            self.cancelled_at = time.perf_counter()
+            if self.speech is not None:
+                self.speech.stop()  # first: not one more audio delta leaves
             self.handle.cancel(reason)
+
+    def heard_ms(self) -> float:
+        """How much of the sent audio the listener can have played (sent minus the unplayed lead)."""
+        sp = self.speech
+        if sp is None or sp._started_at is None:
+            return 0.0
+        end = self.cancelled_at or time.perf_counter()
+        return max(0.0, min(sp.sent_ms, (end - sp._started_at) * 1000.0))
 
     async def run(self) -> ResponseState:
         self.emit({"type": "response.created", "response": self.wire()})
@@ -85,7 +103,9 @@ class ResponseRun:
                 elif isinstance(event, ToolCallDelta):
                     self._call(event)
                 elif isinstance(event, TurnDone):
-                    self._finish(event)
+                    await self._speech_done()
+                    if self.cancel_reason is None:
+                        self._finish(event)
                 elif isinstance(event, TurnFailed):
                     self._fail(event)
         finally:
@@ -127,8 +147,29 @@ class ResponseRun:
             self.emit({"type": "response.content_part.added", **self._ids(item), "content_index": 0, "part": part})
         return self._message
 
+    async def _speech_done(self) -> None:
+        """Wait until the last sentence has been sent (paced); a barge-in ends the wait at once."""
+        if self.speech is None:
+            return
+        self.speech.end()
+        try:
+            await self.speech.wait()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # our own task is being cancelled, not just the speech
+            # The speech was stopped by cancel(): the finally block reports the cancellation.
+
     def _text(self, text: str) -> None:
         item = self._open_message()
+        if self._make_speech is not None and self.speech is None:
+            ids = {**self._ids(item), "content_index": 0}
+            self.speech = self._make_speech(
+                lambda b64: self.emit({"type": "response.output_audio.delta", **ids, "delta": b64})
+            )
+            self.speech.start()
+        if self.speech is not None:
+            self.speech.push(text)
         self.state.text += text
         kind = "response.output_audio_transcript.delta" if self.audio else "response.output_text.delta"
         self.emit({"type": kind, **self._ids(item), "content_index": 0, "delta": text})
@@ -175,6 +216,11 @@ class ResponseRun:
         if item is None:
             return
         text = self.state.text
+        if self.speech is not None:
+            item["_audio_ms"] = self.speech.sent_ms
+            if status != "completed":  # interrupted: history keeps only what was heard
+                text = self.speech.heard_text(self.heard_ms())
+                self.state.text = text
         ids = {**self._ids(item), "content_index": 0}
         if self.audio:
             self.emit({"type": "response.output_audio.done", **ids})

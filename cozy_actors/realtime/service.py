@@ -30,6 +30,8 @@ class RealtimeService:
         llms: LLMRouter,
         catalog: ToolCatalog,
         store: ConversationStore,
+        speech: Any = None,
+        speech_lead_ms: float = 200.0,
     ) -> None:
         self.app = app
         self.supervisor = supervisor
@@ -42,6 +44,8 @@ class RealtimeService:
             max_tool_iterations=app.turn.max_tool_iterations,
             tool_timeout_s=app.turn.tool_timeout_s,
             llm_timeout_s=app.turn.llm_timeout_s,
+            speech=speech,
+            speech_lead_ms=speech_lead_ms,
         )
 
     async def open(

@@ -25,9 +25,11 @@ from cozy_actors.engines.tools.base import ToolCatalog
 from cozy_actors.storage import ConversationStore
 from cozy_core.errors import CozyError
 
+from .audio_out import SpeechOutput, output_rate
 from .config import SessionConfig
 from .items import ItemError, Items, new_id, text_of, validate_item
 from .response import Emit, ResponseRun, ResponseState
+from .voice import VoiceTurns
 
 log = logging.getLogger("cozy.realtime")
 
@@ -49,6 +51,8 @@ class RealtimeDeps:
     max_tool_iterations: int = 10
     tool_timeout_s: float = 10.0
     llm_timeout_s: float = 120.0
+    speech: Any = None  # cozy_media SpeechService: VAD, streaming STT, TTS (None: text only)
+    speech_lead_ms: float = 200.0
 
 
 @dataclass
@@ -89,6 +93,7 @@ class RealtimeSession:
         self.audio = bytearray()  # uncommitted input audio, in the session's input format
         self.response: ResponseRun | None = None
         self._task: asyncio.Task[None] | None = None
+        self.voice: VoiceTurns | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self, history: list[dict[str, Any]]) -> None:
@@ -98,6 +103,8 @@ class RealtimeSession:
 
     def start_quietly(self, history: list[dict[str, Any]]) -> None:
         """Rebuild the items from stored history without announcing a new session."""
+        if self.deps.speech is not None and self.deps.speech.stt is not None:
+            self.voice = VoiceTurns(self, self.deps.speech)
         for msg in history:
             role, text = msg.get("role"), msg.get("content")
             if role in ("user", "assistant") and isinstance(text, str) and text:
@@ -157,6 +164,8 @@ class RealtimeSession:
             raise RealtimeError("session.update needs a 'session' object", param="session")
         self.config = self.config.merged({k: v for k, v in update.items() if k not in ("id", "object")})
         self.memo["config"] = self.config
+        if self.voice is not None:
+            self.voice.configure()
         self.emit({"type": "session.updated", "session": self.config.wire(self.id)})
 
     # --- input audio --------------------------------------------------------------------------
@@ -175,11 +184,15 @@ class RealtimeSession:
         self.audio += data
         if len(self.audio) > limit:
             del self.audio[: len(self.audio) - limit]  # bounded: keep the most recent audio
+        if self.voice is not None:
+            await self.voice.feed(data)
 
     async def audio_commit(self, event: dict[str, Any]) -> None:
         fmt = self.config.audio.input.format
         ms = len(self.audio) / fmt.bytes_per_ms()
-        if ms < MIN_COMMIT_MS:
+        if self.voice is not None and ms >= MIN_COMMIT_MS and self.voice.commit():
+            return
+        if self.voice is not None or ms < MIN_COMMIT_MS:
             raise RealtimeError(
                 f"Error committing input audio buffer: buffer too small. Expected at least {MIN_COMMIT_MS}ms of "
                 f"audio, but buffer only has {ms:.2f}ms of audio.",
@@ -197,7 +210,7 @@ class RealtimeSession:
             "role": "user",
             "content": [{"type": "input_audio", "transcript": None}],
         }
-        self._add_item(item, None)
+        self.add_item(item, None)
         item["content"][0]["audio"] = base64.b64encode(audio).decode()
 
     async def audio_clear(self, event: dict[str, Any]) -> None:
@@ -210,16 +223,16 @@ class RealtimeSession:
         )
 
     # --- conversation items -------------------------------------------------------------------
-    def _add_item(self, item: dict[str, Any], previous_item_id: str | None) -> None:
+    def add_item(self, item: dict[str, Any], previous_item_id: str | None) -> None:
         prev = self.items.add(item, previous_item_id)
         public = {k: v for k, v in item.items() if k != "audio"}
         self.emit({"type": "conversation.item.added", "previous_item_id": prev, "item": public})
         self.emit({"type": "conversation.item.done", "previous_item_id": prev, "item": public})
         if item["type"] == "message" and item["role"] == "user":
-            self._persist([{"role": "user", "content": text_of(item)}])
+            self.persist([{"role": "user", "content": text_of(item)}])
 
     async def item_create(self, event: dict[str, Any]) -> None:
-        self._add_item(validate_item(event.get("item")), event.get("previous_item_id"))
+        self.add_item(validate_item(event.get("item")), event.get("previous_item_id"))
 
     async def item_delete(self, event: dict[str, Any]) -> None:
         item_id = _item_id(event)
@@ -261,6 +274,13 @@ class RealtimeSession:
         opts = event.get("response") or {}
         if not isinstance(opts, dict):
             raise RealtimeError("'response' must be an object", param="response")
+        if self.voice is not None and self.voice.awaiting_transcript:
+            # The user's words are still being transcribed: answer as soon as they are known.
+            self.voice.defer(lambda: self.response_create_now(opts))
+            return
+        self.response_create_now(opts)
+
+    def response_create_now(self, opts: dict[str, Any]) -> None:
         cfg = self.config.merged(
             {
                 k: opts[k]
@@ -303,6 +323,7 @@ class RealtimeSession:
         run = ResponseRun(
             handle,
             self.emit,
+            speech=self._speech_factory(cfg),
             modalities=list(cfg.output_modalities),
             conversation_id=self.conversation_id,
             metadata=metadata,
@@ -310,6 +331,21 @@ class RealtimeSession:
         self.response = run
         self._task = asyncio.create_task(self._run(run), name=f"realtime-response:{self.id}")
         return run
+
+    def _speech_factory(self, cfg: SessionConfig) -> Callable[[Callable[[str], None]], SpeechOutput] | None:
+        speech = self.deps.speech
+        if speech is None or speech.tts is None or "audio" not in cfg.output_modalities:
+            return None
+        out = cfg.audio.output
+        wanted = out.voice if isinstance(out.voice, str) else str(out.voice.get("id", ""))
+        try:
+            voice = speech.resolve_voice(wanted)
+        except CozyError:
+            voice = speech.resolve_voice(self.resolved.personality.voice.voice)
+        speed = out.speed * self.resolved.personality.voice.speed
+        synth = speech.synthesizer(voice, min(4.0, max(0.25, speed)), sample_rate=output_rate(out.format.type))
+        lead = self.deps.speech_lead_ms
+        return lambda send: SpeechOutput(synth, out.format.type, send, lead_ms=lead)
 
     async def _run(self, run: ResponseRun) -> None:
         state = ResponseState(run.state.id, status="failed")
@@ -331,7 +367,7 @@ class RealtimeSession:
             if item["id"] not in self.items:
                 self.items.add({k: v for k, v in item.items() if not k.startswith("_")})
         if msg.state.text:
-            self._persist([{"role": "assistant", "content": msg.state.text}])
+            self.persist([{"role": "assistant", "content": msg.state.text}])
 
     async def response_cancel(self, event: dict[str, Any]) -> None:
         run = self.response
@@ -340,7 +376,7 @@ class RealtimeSession:
             raise RealtimeError("Cancellation failed: no active response found.", code="response_cancel_not_active")
         run.cancel("client_cancelled")
 
-    def _persist(self, messages: list[dict[str, Any]]) -> None:
+    def persist(self, messages: list[dict[str, Any]]) -> None:
         if self.persist_id is None or not any(m.get("content") for m in messages):
             return
         task = asyncio.create_task(self.deps.store.append(self.persist_id, self.resolved.personality.id, messages))

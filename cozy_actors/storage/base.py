@@ -1,6 +1,7 @@
-"""The conversation's view of persistence: load a session, append messages.
+"""The conversation's view of persistence: claim a session, load it, append messages.
 
-The actor reloads from here after a crash, so what it appends is what survives a restart.
+The actor reloads from here after a crash, so what it appends is what survives a restart. The
+chat service claims a session before any actor touches it, so a session id belongs to one user.
 """
 
 from __future__ import annotations
@@ -16,11 +17,29 @@ class StoredSession:
     messages: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class MessageMeta:
+    """What a turn adds to the assistant messages it stores (tokens and latency go on the last one)."""
+
+    model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_ms: int | None = None
+    incomplete: bool = False  # the turn died (upstream failure, cancel, shutdown) mid-answer
+
+
 class ConversationStore(Protocol):
+    async def claim(self, session_id: str, user_id: str | None, personality_id: str) -> bool:
+        """Make sure `session_id` belongs to `user_id`: create it when it is new (True), pass when it
+        is theirs (False), raise NotFound when it belongs to someone else or was deleted."""
+        ...
+
     async def load(self, session_id: str, *, limit: int) -> StoredSession | None:
         """The session with its last `limit` messages, or None if unknown."""
         ...
 
-    async def append(self, session_id: str, personality_id: str, messages: list[dict[str, Any]]) -> None:
+    async def append(
+        self, session_id: str, personality_id: str, messages: list[dict[str, Any]], *, meta: MessageMeta | None = None
+    ) -> None:
         """Persist messages in order, creating the session when it is new."""
         ...

@@ -1,4 +1,4 @@
-"""In-process conversation store: the zero-setup default and the test double of the real one.
+"""In-process conversation store: the test double of the PostgreSQL one.
 
 Bounded per session so a long conversation cannot grow memory without limit.
 """
@@ -8,7 +8,9 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from typing import Any
 
-from .base import StoredSession
+from cozy_core.errors import NotFound
+
+from .base import MessageMeta, StoredSession
 
 
 class InMemoryConversationStore:
@@ -16,6 +18,15 @@ class InMemoryConversationStore:
         self.max_messages = max_messages
         self.max_sessions = max_sessions
         self._sessions: OrderedDict[str, tuple[str, deque[dict[str, Any]]]] = OrderedDict()
+        self._owners: dict[str, str | None] = {}
+
+    async def claim(self, session_id: str, user_id: str | None, personality_id: str) -> bool:
+        if session_id in self._owners:
+            if self._owners[session_id] != user_id:
+                raise NotFound(f"session {session_id!r} not found", param="cozy.session_id")
+            return False
+        self._owners[session_id] = user_id
+        return True
 
     async def load(self, session_id: str, *, limit: int) -> StoredSession | None:
         entry = self._sessions.get(session_id)
@@ -25,13 +36,16 @@ class InMemoryConversationStore:
         tail = list(messages)[-limit:] if limit else []
         return StoredSession(session_id, personality_id, tail)
 
-    async def append(self, session_id: str, personality_id: str, messages: list[dict[str, Any]]) -> None:
+    async def append(
+        self, session_id: str, personality_id: str, messages: list[dict[str, Any]], *, meta: MessageMeta | None = None
+    ) -> None:
         entry = self._sessions.get(session_id)
         if entry is None:
             entry = (personality_id, deque(maxlen=self.max_messages))
             self._sessions[session_id] = entry
             while len(self._sessions) > self.max_sessions:
-                self._sessions.popitem(last=False)
+                old, _ = self._sessions.popitem(last=False)
+                self._owners.pop(old, None)
         else:
             self._sessions.move_to_end(session_id)
         entry[1].extend(messages)

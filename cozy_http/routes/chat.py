@@ -17,6 +17,7 @@ from cozy_actors.conversation.events import ServerToolCall, TextDelta, ToolCallD
 from cozy_actors.conversation.handle import TurnHandle
 from cozy_core.errors import CozyError
 
+from ..context import current_request_id
 from ..errors import error_body, error_response, from_validation
 from ..schemas import ChatCompletionRequest
 from ..sse import EventStreamResponse
@@ -55,6 +56,8 @@ async def chat_completions(request: Request) -> Response:
         session_id=cozy.session_id if cozy else None,
         allowed_tools=cozy.allowed_tools if cozy else None,
         use_personalization=cozy.use_personalization if cozy else True,
+        principal=getattr(request.state, "principal", None),
+        request_id=current_request_id(),
     )
     services = request.app.state.services
     handle = await services.chat.start_turn(chat)

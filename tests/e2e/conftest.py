@@ -18,9 +18,11 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.pg import REDIS_URL, create_database, drop_database, drop_redis_prefix, redis_prefix
 from tests.support.procs import REPO_ROOT, ManagedProcess, StubLLMServer, free_port, start_process, wait_http_ok
 
 STUB_MODEL = "stub-model"
+ADMIN_KEY = "cozy-e2e-bootstrap-admin-key-0123456789"  # COZY_BOOTSTRAP_ADMIN_KEY of every e2e server
 LOCAL_MODEL = "smollm2-135m"
 MAX_TOOL_ITERATIONS = 3
 ERROR_KEYS = {"message", "type", "param", "code", "request_id"}
@@ -33,6 +35,16 @@ class CozyServer:
     process: ManagedProcess
     root_url: str
     upstream: StubLLMServer
+    database: str | None = None  # the throwaway database it uses (None: given by the caller)
+    redis_prefix: str | None = None
+
+    def stop(self) -> None:
+        """Stop the server, then drop its database and Redis keys."""
+        self.process.stop()
+        if self.database:
+            drop_database(self.database)
+        if self.redis_prefix:
+            drop_redis_prefix(self.redis_prefix)
 
     @property
     def base_url(self) -> str:
@@ -62,15 +74,31 @@ def start_cozy_server(
     upstream: StubLLMServer, extra_env: dict[str, str] | None = None, timeout: float = 60
 ) -> CozyServer:
     """Start `cozy serve` on a free port against `upstream`; raise with the server's output if it
-    exits or does not answer /health in time."""
+    exits or does not answer /health in time.
+
+    Isolation: unless `extra_env` names them, the server gets a fresh database on the machine's
+    PostgreSQL (DATABASE_URL) and its own key prefix on the machine's Redis, both removed by
+    `CozyServer.stop()` (or at exit). Auth is on; ADMIN_KEY is its bootstrap admin key."""
     port = free_port()
+    extra_env = dict(extra_env or {})
+    database = prefix = None
+    if "DATABASE_URL" not in extra_env:
+        database, extra_env["DATABASE_URL"] = create_database("cozy_e2e")
+    if "REDIS_URL" not in extra_env:
+        extra_env["REDIS_URL"] = REDIS_URL
+    if "COZY_REDIS_PREFIX" not in extra_env:
+        prefix = extra_env["COZY_REDIS_PREFIX"] = redis_prefix("e2e")
     env = {
         "COZY_LLM_BASE_URL": upstream.base_url,
         "COZY_LLM_MODEL": STUB_MODEL,
         "COZY_LLM_API_KEY": "stub",
         "COZY_LOG_LEVEL": "warning",
         "COZY_MAX_TOOL_ITERATIONS": str(MAX_TOOL_ITERATIONS),
-        **(extra_env or {}),
+        "COZY_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
+        "JWT_SECRET_KEY": "e2e-jwt-secret-not-for-production",
+        "COZY_RATE_LIMIT_RPM": "60000",  # rate-limit tests use keys with their own, low limits
+        "COZY_RATE_LIMIT_BURST": "10000",
+        **extra_env,
     }
     args = [
         sys.executable,
@@ -86,8 +114,13 @@ def start_cozy_server(
     ]
     process = start_process(args, None, env=env)
     root = f"http://127.0.0.1:{port}"
-    wait_http_ok(f"{root}/health", timeout=timeout, process=process)  # raises with the output on failure
-    return CozyServer(process, root, upstream)
+    try:
+        wait_http_ok(f"{root}/health", timeout=timeout, process=process)  # raises with the output on failure
+    except BaseException:
+        if database:
+            drop_database(database)
+        raise
+    return CozyServer(process, root, upstream, database, prefix)
 
 
 @pytest.fixture(scope="session")
@@ -97,7 +130,7 @@ def cozy_server(stub_llm: StubLLMServer) -> Iterator[CozyServer]:
     try:
         yield server
     finally:
-        server.process.stop()
+        server.stop()
 
 
 @pytest.fixture
@@ -110,21 +143,21 @@ def upstream(cozy_server: CozyServer) -> StubLLMServer:
 @pytest.fixture(scope="session")
 def client(cozy_server: CozyServer) -> Iterator[openai.OpenAI]:
     """Synchronous openai SDK client (no retries, so 409/5xx surface at once)."""
-    with openai.OpenAI(base_url=cozy_server.base_url, api_key="test", max_retries=0, timeout=30) as c:
+    with openai.OpenAI(base_url=cozy_server.base_url, api_key=ADMIN_KEY, max_retries=0, timeout=30) as c:
         yield c
 
 
 @pytest.fixture
 async def aclient(cozy_server: CozyServer) -> AsyncIterator[openai.AsyncOpenAI]:
     """Async openai SDK client (per test: it is bound to the test's event loop)."""
-    async with openai.AsyncOpenAI(base_url=cozy_server.base_url, api_key="test", max_retries=0, timeout=30) as c:
+    async with openai.AsyncOpenAI(base_url=cozy_server.base_url, api_key=ADMIN_KEY, max_retries=0, timeout=30) as c:
         yield c
 
 
 @pytest.fixture
 def http(cozy_server: CozyServer) -> Iterator[httpx.Client]:
     """Raw HTTP client on the server's origin, for wire-level checks."""
-    with httpx.Client(base_url=cozy_server.root_url, timeout=30) as c:
+    with httpx.Client(base_url=cozy_server.root_url, timeout=30, headers={"authorization": f"Bearer {ADMIN_KEY}"}) as c:
         yield c
 
 

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import STUB_MODEL, CozyServer, new_session_id, start_cozy_server, user
+from tests.e2e.conftest import ADMIN_KEY, STUB_MODEL, CozyServer, new_session_id, start_cozy_server, user
 from tests.support.procs import start_stub_llm
 
 SLOW_TOKENS = 200
@@ -103,7 +103,7 @@ def slow_server() -> Iterator[CozyServer]:
 
 @pytest.fixture
 def slow_client(slow_server: CozyServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=slow_server.base_url, api_key="test", max_retries=0, timeout=30) as c:
+    with openai.OpenAI(base_url=slow_server.base_url, api_key=ADMIN_KEY, max_retries=0, timeout=30) as c:
         yield c
 
 

@@ -1,9 +1,12 @@
-"""The embedded default: a server with no upstream configured answers with the bundled SmolLM2
-model on llama.cpp, through the openai SDK, streaming and not, without blocking the event loop."""
+"""The embedded default: a server with no upstream and no database configured answers with the
+bundled SmolLM2 model on llama.cpp, through the openai SDK, streaming and not, without blocking the
+event loop. It also starts the embedded PostgreSQL (in a temporary COZY_DATA_DIR) and, as on a
+real first start, prints a one-time admin API key, which the clients here use."""
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -14,23 +17,29 @@ import pytest
 
 from tests.support.procs import free_port, start_process, wait_http_ok
 
+KEY: dict[str, str] = {}  # the first-start admin key the server printed
+
 
 @pytest.fixture(scope="module")
-def local_server() -> Iterator[str]:
+def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COZY_LLM_")}
-    env.update(COZY_LOG_LEVEL="warning", COZY_LOCAL_THREADS="2")
+    drop = ("COZY_LLM_", "DATABASE_URL", "REDIS_URL", "COZY_BOOTSTRAP_ADMIN_KEY", "COZY_DATA_DIR", "COZY_AUTH_ENABLED")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env.update(COZY_LOG_LEVEL="warning", COZY_LOCAL_THREADS="2", COZY_DATA_DIR=str(tmp_path_factory.mktemp("data")))
     proc = start_process(
         [sys.executable, "-m", "cozy_http.cli", "serve", "--host", "127.0.0.1", "--port", str(port)], None, env=env
     )
     with proc:
         base = f"http://127.0.0.1:{port}"
         wait_http_ok(f"{base}/health", timeout=120, process=proc)
+        found = re.search(r"API key (cozy-[A-Za-z0-9_-]{43})", proc.output())
+        assert found, f"no first-start admin key in the log:\n{proc.output()}"
+        KEY["admin"] = found[1]
         yield base
 
 
 def test_local_model_is_the_default_and_answers(local_server: str) -> None:
-    client = openai.OpenAI(base_url=f"{local_server}/v1", api_key="unused", max_retries=0, timeout=120)
+    client = openai.OpenAI(base_url=f"{local_server}/v1", api_key=KEY["admin"], max_retries=0, timeout=120)
     ids = [m.id for m in client.models.list()]
     assert ids == ["smollm2-135m"]
     reply = client.chat.completions.create(
@@ -43,7 +52,7 @@ def test_local_model_is_the_default_and_answers(local_server: str) -> None:
 
 
 def test_local_model_streams_while_event_loop_stays_responsive(local_server: str) -> None:
-    client = openai.OpenAI(base_url=f"{local_server}/v1", api_key="unused", max_retries=0, timeout=120)
+    client = openai.OpenAI(base_url=f"{local_server}/v1", api_key=KEY["admin"], max_retries=0, timeout=120)
     stream = client.chat.completions.create(
         model="smollm2-135m",
         messages=[{"role": "user", "content": "Count from one to twenty in words."}],

@@ -71,6 +71,11 @@ class ToolCatalog:
     def all(self) -> list[Tool]:
         return [self._tools[n] for n in sorted(self._tools)]
 
+    def replace(self, tools: Iterable[Tool], *, allowed_side_effects: Iterable[str]) -> None:
+        """Swap the whole set at once; every schema is checked first, so a bad tool changes nothing."""
+        fresh = ToolCatalog(tools, allowed_side_effects=allowed_side_effects)
+        self._tools, self.allowed_side_effects = fresh._tools, fresh.allowed_side_effects
+
     def offered(self, allowlist: Iterable[str], request_allowed: Iterable[str] | None = None) -> list[Tool]:
         """Tools the model may see for one turn."""
         names = set(allowlist)

@@ -1,0 +1,150 @@
+"""Admin actions: reload personalities, list/refresh tools, read the config and the audit trail,
+create users. Each one checks the admin role first and leaves an audit event, refused or not.
+
+Reloads validate everything before they swap anything: a bad file answers 400 with every problem
+and the running server keeps what it had.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from cozy_actors.audit import AuditLog
+from cozy_actors.auth.principal import Principal
+from cozy_actors.auth.service import AuthService
+from cozy_actors.config import ConfigError, Settings, load_settings, redacted
+from cozy_actors.engines.tools.base import ToolCatalog
+from cozy_actors.engines.tools.builtin import BUILTIN_TOOLS
+from cozy_actors.personalities import Personality, PersonalityError, PersonalityStore
+from cozy_actors.storage.audit import PgAuditStore
+from cozy_actors.storage.records import AuditRecord, Page, UserRecord
+from cozy_core.errors import CozyError, Invalid
+
+from .conversation.sessions import check_limit
+
+
+def _invalid(what: str, problems: list[str]) -> CozyError:
+    return CozyError(f"{what}: nothing changed; " + "; ".join(problems), code="VALIDATION_CONFIG_INVALID", status=400)
+
+
+class AdminService:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        auth: AuthService,
+        audit: AuditLog,
+        audit_store: PgAuditStore,
+        personalities: PersonalityStore,
+        catalog: ToolCatalog,
+    ) -> None:
+        self.settings = settings
+        self.auth = auth
+        self.audit = audit
+        self.audit_store = audit_store
+        self.personalities = personalities
+        self.catalog = catalog
+
+    def _admin(self, principal: Principal, action: str, request_id: str | None, **detail: Any) -> None:
+        self.auth.require_admin(principal, action, request_id=request_id)
+        self.audit.record(f"admin.{action}", user_id=principal.user_id, user_name=principal.name,
+                          request_id=request_id, detail=detail)
+
+    async def reload_personalities(self, principal: Principal, *, request_id: str | None = None) -> list[Personality]:
+        self.auth.require_admin(principal, "personalities.reload", request_id=request_id)
+        try:
+            items = self.personalities.reload()
+        except PersonalityError as exc:
+            self.audit.record("admin.personalities.reload", user_id=principal.user_id, user_name=principal.name,
+                              request_id=request_id, outcome="error", detail={"problems": exc.problems[:20]})
+            raise _invalid("personalities not reloaded", exc.problems) from None
+        self.audit.record("admin.personalities.reload", user_id=principal.user_id, user_name=principal.name,
+                          request_id=request_id, detail={"count": len(items)})
+        return self.personalities.all()
+
+    def tools(self, principal: Principal, *, request_id: str | None = None) -> list[dict[str, Any]]:
+        self._admin(principal, "tools.list", request_id)
+        return [self._tool(t) for t in self.catalog.all()]
+
+    def _tool(self, tool: Any) -> dict[str, Any]:
+        return {
+            "name": tool.name,
+            "object": "tool",
+            "description": tool.description,
+            "parameters": tool.parameters,
+            "side_effect": tool.side_effect,
+            "source": tool.source,
+            "offered": tool.side_effect in self.catalog.allowed_side_effects,
+        }
+
+    async def refresh_tools(self, principal: Principal, *, request_id: str | None = None) -> list[dict[str, Any]]:
+        """Re-read config/tools.yaml (the whole configuration is validated) and swap the tool set."""
+        self.auth.require_admin(principal, "tools.refresh", request_id=request_id)
+        try:
+            fresh = load_settings(self.settings.config_dir)
+        except ConfigError as exc:
+            raise _invalid("tools not refreshed", exc.problems) from None
+        unknown = [n for n in fresh.tools.builtin if n not in BUILTIN_TOOLS]
+        if unknown:
+            raise _invalid("tools not refreshed", [f"tools.yaml: builtin: unknown built-in tool(s) {unknown}"])
+        self.catalog.replace((BUILTIN_TOOLS[n] for n in fresh.tools.builtin),
+                             allowed_side_effects=fresh.tools.allowed_side_effects)
+        self.audit.record("admin.tools.refresh", user_id=principal.user_id, user_name=principal.name,
+                          request_id=request_id, detail={"tools": self.catalog.names()})
+        return [self._tool(t) for t in self.catalog.all()]
+
+    def config(self, principal: Principal, *, request_id: str | None = None) -> dict[str, Any]:
+        """The effective configuration with every secret replaced by `***`."""
+        self._admin(principal, "config.read", request_id)
+        return {"files": self.settings.files, **redacted(self.settings)}
+
+    async def audit_events(
+        self,
+        principal: Principal,
+        *,
+        type: str | None = None,
+        user_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        request_id: str | None = None,
+    ) -> Page[AuditRecord]:
+        self._admin(principal, "audit.read", request_id, type=type, user_id=user_id)
+        if user_id is not None:
+            _check_uuid(user_id)
+        return await self.audit_store.query(
+            type=type, user_id=user_id, since=since, until=until, limit=check_limit(limit), cursor=cursor
+        )
+
+    async def create_user(
+        self,
+        principal: Principal,
+        name: str,
+        *,
+        role: str = "user",
+        password: str | None = None,
+        rate_limit_rpm: float | None = None,
+        rate_limit_burst: int | None = None,
+        request_id: str | None = None,
+    ) -> tuple[UserRecord, str]:
+        self.auth.require_admin(principal, "users.create", request_id=request_id)
+        return await self.auth.create_user(
+            name,
+            role,
+            password=password,
+            rate_limit_rpm=rate_limit_rpm,
+            rate_limit_burst=rate_limit_burst,
+            key_name="admin-api",
+            by=principal,
+            request_id=request_id,
+        )
+
+
+def _check_uuid(value: str) -> None:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise Invalid("user_id must be a UUID", param="user_id") from None

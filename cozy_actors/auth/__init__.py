@@ -1,0 +1,15 @@
+"""Authentication (API keys, JWTs, passwords), roles and the principal a request acts as."""
+
+from .principal import AuthInvalid, AuthMissing, BadCredentials, Forbidden, Principal, RateLimited
+from .service import AuthService, IssuedToken
+
+__all__ = [
+    "AuthInvalid",
+    "AuthMissing",
+    "AuthService",
+    "BadCredentials",
+    "Forbidden",
+    "IssuedToken",
+    "Principal",
+    "RateLimited",
+]

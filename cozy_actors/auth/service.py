@@ -1,0 +1,213 @@
+"""Authentication and the rules around it: who a token is, who may do what, how the first key is made.
+
+The hot path is `authenticate`: a verified token is remembered for `auth_cache_ttl_s` (in-process,
+and in Redis for the other nodes) keyed by its SHA-256, so a request normally costs one hash and
+one dict lookup. Every refusal is counted and written to the audit trail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from cozy_actors.audit import AuditLog
+from cozy_actors.cache.cache import Cache, TTLCache
+from cozy_actors.config import SecurityConfig
+from cozy_actors.observability.metrics import AUTH_FAILURES
+from cozy_actors.storage.db import Conflict
+from cozy_actors.storage.records import UserRecord
+from cozy_actors.storage.users import PgUserStore
+from cozy_core.errors import Invalid
+
+from . import tokens
+from .principal import ROLES, AuthInvalid, AuthMissing, BadCredentials, Forbidden, Principal
+
+log = logging.getLogger("cozy.auth")
+LOCAL_USER = "local"
+ADMIN_USER = "admin"
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    access_token: str
+    expires_at: int
+    expires_in: int
+
+
+class AuthService:
+    def __init__(
+        self, users: PgUserStore, security: SecurityConfig, *, audit: AuditLog, cache: Cache | None = None
+    ) -> None:
+        self.users = users
+        self.security = security
+        self.audit = audit
+        self.enabled = security.auth_enabled
+        self.ttl_s = security.auth_cache_ttl_s
+        self.l1 = TTLCache(50_000)
+        self.l2 = cache
+        secret = security.jwt_secret_key.get_secret_value() if security.jwt_secret_key else None
+        self.ephemeral_secret = secret is None
+        self.secret = secret or secrets.token_urlsafe(48)
+        self.local: Principal | None = None
+
+    async def start(self) -> str | None:
+        """Prepare the users the configuration implies; returns a newly made first admin key, if any."""
+        if not self.enabled:
+            user = await self._ensure_user(LOCAL_USER, "admin")
+            self.local = Principal(user.id, user.name, user.role, "local")
+            log.warning("authentication is OFF (security.auth_enabled=false): every request acts as admin 'local'")
+            return None
+        if self.ephemeral_secret:
+            log.warning("JWT_SECRET_KEY is not set: JWTs are signed with a random per-process secret")
+        bootstrap = self.security.bootstrap_admin_key
+        if bootstrap is not None:
+            await self.bootstrap(bootstrap.get_secret_value())
+            return None
+        if await self.users.count() == 0:
+            _, key = await self.create_user(ADMIN_USER, "admin", key_name="first-start")
+            log.warning(
+                "first start: created user 'admin' with API key %s -- it is shown only this once; "
+                "use it as `Authorization: Bearer <key>` and create more with `cozy users create`",
+                key,
+            )
+            return key
+        return None
+
+    async def bootstrap(self, key: str) -> bool:
+        """COZY_BOOTSTRAP_ADMIN_KEY: give user `admin` this key unless it is already known."""
+        digest = tokens.hash_key(key)
+        if await self.users.key_exists(digest):
+            return False
+        user = await self._ensure_user(ADMIN_USER, "admin")
+        try:
+            await self.users.add_key(user.id, digest, tokens.key_prefix(key), name="bootstrap")
+        except Conflict:
+            return False  # another node added it at the same moment
+        self.audit.record("auth.bootstrap", user_id=user.id, user_name=user.name,
+                          detail={"key_prefix": tokens.key_prefix(key)})
+        log.info("bootstrap admin key registered for user 'admin'")
+        return True
+
+    async def _ensure_user(self, name: str, role: str) -> UserRecord:
+        found = await self.users.by_name(name)
+        if found is not None:
+            return found[0]
+        try:
+            return await self.users.create(name, role)
+        except Conflict:
+            again = await self.users.by_name(name)
+            assert again is not None
+            return again[0]
+
+    # ------------------------------------------------------------------ per request
+    async def authenticate(self, token: str | None, *, request_id: str | None = None, path: str = "") -> Principal:
+        if not self.enabled:
+            assert self.local is not None, "AuthService.start() was not called"
+            return self.local
+        if not token:
+            self._refuse("missing", request_id, path)
+            raise AuthMissing()
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        cached = self.l1.get(digest)
+        if cached is not None:
+            return cached
+        principal, ttl = await self._from_l2(digest)
+        if principal is None:
+            principal, ttl = await self._verify(token, request_id, path)
+            if self.l2 is not None:
+                await self.l2.set(digest, principal.to_dict(), ttl)
+        self.l1.set(digest, principal, ttl)
+        return principal
+
+    async def _from_l2(self, digest: str) -> tuple[Principal | None, float]:
+        if self.l2 is None:
+            return None, 0.0
+        data = await self.l2.get(digest)
+        return (Principal.from_dict(data), min(self.ttl_s, self.l2.l1_ttl_s)) if data else (None, 0.0)
+
+    async def _verify(self, token: str, request_id: str | None, path: str) -> tuple[Principal, float]:
+        if tokens.looks_like_jwt(token):
+            try:
+                claims = tokens.decode_jwt(token, self.secret)
+            except jwt.ExpiredSignatureError:
+                self._refuse("jwt_expired", request_id, path)
+                raise AuthInvalid("the JWT has expired; get a new one from POST /v1/auth/token") from None
+            except jwt.PyJWTError:
+                self._refuse("jwt_invalid", request_id, path)
+                raise AuthInvalid() from None
+            user = await self.users.get(str(claims["sub"]))
+            if user is None or user.disabled:
+                self._refuse("jwt_user_gone", request_id, path, user_id=str(claims["sub"]))
+                raise AuthInvalid()
+            ttl = min(self.ttl_s, max(0.0, float(claims["exp"]) - time.time()))
+            return Principal(user.id, user.name, user.role, "jwt"), ttl
+        match = await self.users.find_key(tokens.hash_key(token))
+        if match is None:
+            self._refuse("unknown_key", request_id, path, key_prefix=tokens.key_prefix(token))
+            raise AuthInvalid()
+        u = match.user
+        principal = Principal(u.id, u.name, u.role, "api_key", match.key_id, match.rate_limit_rpm,
+                              match.rate_limit_burst)
+        return principal, self.ttl_s
+
+    def _refuse(self, reason: str, request_id: str | None, path: str, **detail: Any) -> None:
+        AUTH_FAILURES.labels(reason).inc()
+        self.audit.record("auth.failed", outcome="denied", request_id=request_id, resource=path or None,
+                          user_id=detail.pop("user_id", None), detail={"reason": reason, **detail})
+
+    def require_admin(self, principal: Principal, action: str, *, request_id: str | None = None) -> None:
+        """Raise 403 AUTH_FORBIDDEN (and audit it) unless `principal` is an admin."""
+        if principal.is_admin:
+            return
+        AUTH_FAILURES.labels("forbidden").inc()
+        self.audit.record("auth.forbidden", user_id=principal.user_id, user_name=principal.name, outcome="denied",
+                          request_id=request_id, resource=action)
+        raise Forbidden(f"{action} is for admins")
+
+    # ------------------------------------------------------------------ tokens and users
+    async def login(self, username: str, password: str, *, request_id: str | None = None) -> IssuedToken:
+        """Username + password -> a JWT (argon2 runs in a thread: it is deliberately slow)."""
+        found = await self.users.by_name(username) if username else None
+        user, stored = found if found is not None else (None, None)
+        ok = await asyncio.to_thread(tokens.verify_password, password, stored)
+        if not ok or user is None or user.disabled:
+            AUTH_FAILURES.labels("bad_credentials").inc()
+            self.audit.record("auth.failed", outcome="denied", request_id=request_id, resource="/v1/auth/token",
+                              user_id=user.id if user else None, user_name=username[:64] or None,
+                              detail={"reason": "bad_credentials"})
+            raise BadCredentials()
+        token, expires_at = tokens.issue_jwt(user.id, user.name, user.role, self.secret, self.security.jwt_expiry_s)
+        self.audit.record("auth.token", user_id=user.id, user_name=user.name, request_id=request_id)
+        return IssuedToken(token, expires_at, self.security.jwt_expiry_s)
+
+    async def create_user(
+        self,
+        name: str,
+        role: str = "user",
+        *,
+        password: str | None = None,
+        rate_limit_rpm: float | None = None,
+        rate_limit_burst: int | None = None,
+        key_name: str | None = None,
+        by: Principal | None = None,
+        request_id: str | None = None,
+    ) -> tuple[UserRecord, str]:
+        """A new user and their first API key (returned once; only its hash is stored)."""
+        if role not in ROLES:
+            raise Invalid(f"role must be one of {list(ROLES)}", param="role")
+        pw_hash = await asyncio.to_thread(tokens.hash_password, password) if password else None
+        user = await self.users.create(name, role, password_hash=pw_hash)
+        key = tokens.new_api_key()
+        await self.users.add_key(user.id, tokens.hash_key(key), tokens.key_prefix(key), name=key_name,
+                                 rate_limit_rpm=rate_limit_rpm, rate_limit_burst=rate_limit_burst)
+        self.audit.record("user.create", user_id=by.user_id if by else None, user_name=by.name if by else None,
+                          request_id=request_id, resource=f"user:{user.name}",
+                          detail={"role": role, "key_prefix": tokens.key_prefix(key), "password": bool(password)})
+        return user, key

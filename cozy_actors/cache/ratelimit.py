@@ -1,0 +1,95 @@
+"""Token-bucket rate limiting per API key: one atomic Lua call in Redis (shared by every node), an
+in-process bucket map without Redis or while it is down (then each node limits on its own)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from .link import RedisDown, RedisLink
+
+# KEYS[1] bucket; ARGV: rate (tokens/s), burst. Server time, so nodes with skewed clocks agree.
+_LUA = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(b[1]) or burst
+local ts = tonumber(b[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local allowed = 0
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+else
+  wait = (1 - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return {allowed, tostring(wait)}
+"""
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    retry_after_s: float = 0.0  # when refused: how long until one token is back
+
+    @property
+    def retry_after_header(self) -> str:
+        """Whole seconds, at least 1 (the HTTP header has no fractions)."""
+        return str(max(1, math.ceil(self.retry_after_s)))
+
+
+class LocalBuckets:
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def take(self, key: str, rate: float, burst: int) -> Decision:
+        now = time.monotonic()
+        tokens, ts = self._buckets.get(key, (float(burst), now))
+        tokens = min(float(burst), tokens + max(0.0, now - ts) * rate)
+        if tokens >= 1:
+            decision = Decision(True)
+            tokens -= 1
+        else:
+            decision = Decision(False, (1 - tokens) / rate)
+        self._buckets[key] = (tokens, now)
+        self._buckets.move_to_end(key)
+        while len(self._buckets) > self.max_keys:
+            self._buckets.popitem(last=False)
+        return decision
+
+
+class RateLimiter:
+    def __init__(
+        self, *, requests_per_minute: float, burst: int, link: RedisLink | None = None, enabled: bool = True
+    ) -> None:
+        self.default_rpm = requests_per_minute
+        self.burst = burst
+        self.link = link
+        self.enabled = enabled
+        self.local = LocalBuckets()
+        self._script = link.client.register_script(_LUA) if link is not None else None
+
+    async def check(self, key: str, rpm: float | None = None, burst: int | None = None) -> Decision:
+        """Take one token from `key`'s bucket (`rpm`/`burst` override the defaults, e.g. per API key)."""
+        if not self.enabled:
+            return Decision(True)
+        rate = (rpm or self.default_rpm) / 60.0
+        burst = burst or self.burst
+        if self.link is not None and self.link.available and self._script is not None:
+            script = self._script
+            rkey = self.link.key("rl", key)
+            try:
+                allowed, wait = await self.link.call("ratelimit", lambda r: script(keys=[rkey], args=[rate, burst]))
+            except RedisDown:
+                pass
+            else:
+                return Decision(bool(int(allowed)), float(wait))
+        return self.local.take(key, rate, burst)

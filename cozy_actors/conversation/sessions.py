@@ -1,0 +1,76 @@
+"""The CozyChat sessions API's rules: owner-only access, soft delete, and pagination bounds.
+
+A deleted session's live actor is stopped at once, so nothing keeps answering for it; its rows
+stay in the database (soft delete) but no read or list returns them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from cozy_actors.audit import AuditLog
+from cozy_actors.auth.principal import Principal
+from cozy_actors.personalities import PersonalityStore
+from cozy_actors.runtime import StopReason, Supervisor
+from cozy_actors.storage.records import MessageRecord, Page, SessionRecord
+from cozy_actors.storage.sessions import PgSessionStore
+from cozy_core.errors import Invalid, NotFound
+
+log = logging.getLogger("cozy.sessions")
+MAX_PAGE = 200
+
+
+def check_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_PAGE:
+        raise Invalid(f"limit must be between 1 and {MAX_PAGE}", param="limit")
+    return limit
+
+
+class SessionService:
+    def __init__(
+        self, store: PgSessionStore, supervisor: Supervisor, personalities: PersonalityStore, audit: AuditLog
+    ) -> None:
+        self.store = store
+        self.supervisor = supervisor
+        self.personalities = personalities
+        self.audit = audit
+
+    async def create(
+        self,
+        principal: Principal,
+        *,
+        session_id: str | None = None,
+        personality_id: str | None = None,
+        title: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> SessionRecord:
+        personality = self.personalities.get(personality_id)
+        if personality is None:
+            raise NotFound(f"unknown personality {personality_id!r}", param="personality_id")
+        return await self.store.create(
+            principal.user_id, personality.id, session_id=session_id, title=title, metadata=metadata
+        )
+
+    async def list(self, principal: Principal, *, limit: int = 20, cursor: str | None = None) -> Page[SessionRecord]:
+        return await self.store.list(principal.user_id, limit=check_limit(limit), cursor=cursor)
+
+    async def get(self, principal: Principal, session_id: str) -> SessionRecord:
+        return await self.store.get(session_id, principal.user_id)
+
+    async def messages(
+        self, principal: Principal, session_id: str, *, limit: int = 50, cursor: str | None = None, order: str = "asc"
+    ) -> Page[MessageRecord]:
+        if order not in ("asc", "desc"):
+            raise Invalid("order must be asc or desc", param="order")
+        return await self.store.messages(
+            session_id, principal.user_id, limit=check_limit(limit), cursor=cursor, order=order
+        )
+
+    async def delete(self, principal: Principal, session_id: str, *, request_id: str | None = None) -> None:
+        await self.store.soft_delete(session_id, principal.user_id)
+        ref = self.supervisor.directory.get(session_id)
+        if ref is not None and ref.alive:
+            await ref.stop(StopReason.NORMAL, "session deleted")
+        self.audit.record("session.delete", user_id=principal.user_id, user_name=principal.name,
+                          request_id=request_id, resource=f"session:{session_id}")

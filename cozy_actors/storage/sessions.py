@@ -1,0 +1,225 @@
+"""Sessions and messages in PostgreSQL: the conversation store and the CozyChat API's queries.
+
+Every read is scoped by owner: a session that is someone else's, or soft-deleted, simply does not
+exist for the caller (404, never 403, so ids cannot be probed). Who owns a session never changes,
+so successful ownership checks are remembered in-process for a minute and the chat hot path skips
+that query (a soft delete made on another node is seen here within that minute).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import OrderedDict
+from datetime import datetime
+from typing import Any
+
+from cozy_core.errors import NotFound
+
+from .base import MessageMeta, StoredSession
+from .db import Conflict, Database
+from .records import MessageRecord, Page, SessionRecord, decode_cursor, encode_cursor
+
+_SESSION_COLS = "id, user_id, personality_id, title, metadata, message_count, created_at, updated_at"
+_MESSAGE_COLS = (
+    "id, session_id, role, content, name, tool_calls, tool_call_id, model, prompt_tokens, completion_tokens, "
+    "latency_ms, incomplete, created_at"
+)
+_CLAIM = """
+WITH ins AS (
+    INSERT INTO sessions (id, user_id, personality_id) VALUES ($1, $2, $3)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING user_id, deleted_at, true AS created)
+SELECT user_id, deleted_at, created FROM ins
+UNION ALL
+SELECT user_id, deleted_at, false FROM sessions WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM ins)
+"""
+_APPEND = """
+WITH ins AS (
+    INSERT INTO messages (session_id, role, content, name, tool_calls, tool_call_id, model,
+                          prompt_tokens, completion_tokens, latency_ms, incomplete)
+    SELECT $1, e->>'role', e->'content', e->>'name', e->'tool_calls', e->>'tool_call_id', e->>'model',
+           (e->>'prompt_tokens')::int, (e->>'completion_tokens')::int, (e->>'latency_ms')::int,
+           coalesce((e->>'incomplete')::boolean, false)
+    FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS t(e, n)
+    ORDER BY n
+    RETURNING 1)
+UPDATE sessions SET message_count = message_count + (SELECT count(*) FROM ins), updated_at = now()
+WHERE id = $1
+"""
+
+
+def _not_found(session_id: str, param: str | None = None) -> NotFound:
+    return NotFound(f"session {session_id!r} not found", param=param)
+
+
+def _session(row: Any) -> SessionRecord:
+    return SessionRecord(
+        id=row["id"],
+        user_id=str(row["user_id"]),
+        personality_id=row["personality_id"],
+        title=row["title"],
+        metadata=row["metadata"] or {},
+        message_count=row["message_count"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _message(row: Any) -> MessageRecord:
+    return MessageRecord(**{k: row[k] for k in row.keys()})
+
+
+def _with_meta(messages: list[dict[str, Any]], meta: MessageMeta | None) -> list[dict[str, Any]]:
+    if meta is None:
+        return messages
+    out = [dict(m) for m in messages]
+    assistants = [m for m in out if m.get("role") == "assistant"]
+    for m in assistants:
+        m["model"] = meta.model
+        m["incomplete"] = meta.incomplete
+    if assistants:
+        last = assistants[-1]
+        last.update(prompt_tokens=meta.prompt_tokens, completion_tokens=meta.completion_tokens,
+                    latency_ms=meta.latency_ms)
+    return out
+
+
+class PgSessionStore:
+    """ConversationStore for the actors plus the owner-scoped queries of the sessions API."""
+
+    def __init__(self, db: Database, *, owner_cache_size: int = 50_000, owner_ttl_s: float = 60.0) -> None:
+        self.db = db
+        self._owners: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._owner_cache_size = owner_cache_size
+        self._owner_ttl_s = owner_ttl_s
+
+    # ------------------------------------------------------------------ conversation store
+    async def claim(self, session_id: str, user_id: str | None, personality_id: str) -> bool:
+        if user_id is None:
+            raise ValueError("a stored session needs an owner")
+        known = self._owners.get(session_id)
+        if known is not None and known[0] == user_id and known[1] > time.monotonic():
+            return False
+        for _ in range(3):  # a concurrent first claim of the same id: look again once it committed
+            row = await self.db.fetchrow("session.claim", _CLAIM, session_id, user_id, personality_id)
+            if row is not None:
+                break
+        else:
+            raise _not_found(session_id, "cozy.session_id")
+        if str(row["user_id"]) != user_id or row["deleted_at"] is not None:
+            raise _not_found(session_id, "cozy.session_id")
+        self._remember(session_id, user_id)
+        return bool(row["created"])
+
+    async def load(self, session_id: str, *, limit: int) -> StoredSession | None:
+        async with self.db.connection("session.load") as conn:
+            personality = await conn.fetchval(
+                "SELECT personality_id FROM sessions WHERE id = $1 AND deleted_at IS NULL", session_id
+            )
+            if personality is None:
+                return None
+            rows = await conn.fetch(
+                f"SELECT * FROM (SELECT {_MESSAGE_COLS} FROM messages WHERE session_id = $1 "
+                "ORDER BY id DESC LIMIT $2) t ORDER BY id",
+                session_id,
+                limit,
+            )
+        return StoredSession(session_id, personality, [_message(r).as_chat_message() for r in rows])
+
+    async def append(
+        self, session_id: str, personality_id: str, messages: list[dict[str, Any]], *, meta: MessageMeta | None = None
+    ) -> None:
+        if messages:
+            await self.db.execute("message.append", _APPEND, session_id, _with_meta(messages, meta))
+
+    # ------------------------------------------------------------------ sessions API
+    async def create(
+        self,
+        user_id: str,
+        personality_id: str,
+        *,
+        session_id: str | None = None,
+        title: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> SessionRecord:
+        sid = session_id or f"sess_{uuid.uuid4().hex}"
+        try:
+            row = await self.db.fetchrow(
+                "session.create",
+                f"INSERT INTO sessions (id, user_id, personality_id, title, metadata) VALUES ($1, $2, $3, $4, $5) "
+                f"RETURNING {_SESSION_COLS}",
+                sid,
+                user_id,
+                personality_id,
+                title,
+                metadata or {},
+            )
+        except Conflict as exc:
+            raise Conflict(f"session {sid!r} already exists", param="id") from exc
+        assert row is not None
+        self._remember(sid, user_id)
+        return _session(row)
+
+    async def get(self, session_id: str, user_id: str) -> SessionRecord:
+        row = await self.db.fetchrow(
+            "session.get",
+            f"SELECT {_SESSION_COLS} FROM sessions WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL",
+            session_id,
+            user_id,
+        )
+        if row is None:
+            raise _not_found(session_id, "session_id")
+        return _session(row)
+
+    async def list(self, user_id: str, *, limit: int, cursor: str | None = None) -> Page[SessionRecord]:
+        after = decode_cursor(cursor, 2)
+        created, last_id = (datetime.fromisoformat(after[0]), after[1]) if after else (None, None)
+        rows = await self.db.fetch(
+            "session.list",
+            f"SELECT {_SESSION_COLS} FROM sessions WHERE user_id = $1 AND deleted_at IS NULL "
+            "AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) "
+            "ORDER BY created_at DESC, id DESC LIMIT $4",
+            user_id,
+            created,
+            last_id,
+            limit + 1,
+        )
+        items = [_session(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        return Page(items, encode_cursor(items[-1].created_at.isoformat(), items[-1].id) if more else None)
+
+    async def messages(
+        self, session_id: str, user_id: str, *, limit: int, cursor: str | None = None, order: str = "asc"
+    ) -> Page[MessageRecord]:
+        await self.get(session_id, user_id)
+        after = decode_cursor(cursor, 1)
+        last = int(after[0]) if after else None
+        cmp, direction = (">", "ASC") if order == "asc" else ("<", "DESC")
+        rows = await self.db.fetch(
+            "message.list",
+            f"SELECT {_MESSAGE_COLS} FROM messages WHERE session_id = $1 "
+            f"AND ($2::bigint IS NULL OR id {cmp} $2) ORDER BY id {direction} LIMIT $3",
+            session_id,
+            last,
+            limit + 1,
+        )
+        items = [_message(r) for r in rows[:limit]]
+        return Page(items, encode_cursor(items[-1].id) if len(rows) > limit else None)
+
+    async def soft_delete(self, session_id: str, user_id: str) -> None:
+        done = await self.db.fetchval(
+            "session.delete",
+            "UPDATE sessions SET deleted_at = now() WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL RETURNING id",
+            session_id,
+            user_id,
+        )
+        self._owners.pop(session_id, None)
+        if done is None:
+            raise _not_found(session_id, "session_id")
+
+    def _remember(self, session_id: str, user_id: str) -> None:
+        self._owners[session_id] = (user_id, time.monotonic() + self._owner_ttl_s)
+        self._owners.move_to_end(session_id)
+        while len(self._owners) > self._owner_cache_size:
+            self._owners.popitem(last=False)
