@@ -20,6 +20,7 @@ from cozy_actors.engines.tools.base import ToolCatalog
 from cozy_actors.engines.tools.builtin import BUILTIN_TOOLS
 from cozy_actors.infra import Infra
 from cozy_actors.personalities import PersonalityStore
+from cozy_actors.realtime.service import RealtimeService
 from cozy_actors.runtime import LoopLagMonitor, Supervisor, SupervisorPolicy
 from cozy_media.workers import configure_pool
 
@@ -107,6 +108,16 @@ class CozyServices:
             audit_store=self.infra.audit_store,
             personalities=self.personalities,
             catalog=self.catalog,
+        )
+
+        self.realtime = RealtimeService(
+            app=s.app,
+            supervisor=self.supervisor,
+            personalities=self.personalities,
+            llms=self.llms,
+            catalog=self.catalog,
+            store=self.store,
+            speech=self.speech,
         )
 
     async def start(self) -> None:

@@ -22,6 +22,7 @@ from .auth import AuthMiddleware
 from .errors import handle_cozy_error, handle_http_exception, handle_unexpected
 from .middleware import RequestContextMiddleware
 from .openapi import build_openapi, docs, openapi_json
+from .realtime.transport import realtime_endpoint
 from .routes import admin, audio, audio_stream, chat, meta, sessions, speech
 
 log = logging.getLogger("cozy.http")
@@ -55,6 +56,7 @@ def create_app(settings: Settings, services: CozyServices | None = None) -> Star
         Route("/v1/audio/speech", speech.speech, methods=["POST"]),
         Route("/v1/audio/tts", speech.tts, methods=["POST"]),
         Route("/v1/audio/tts/stream", speech.tts_stream, methods=["POST"]),
+        WebSocketRoute("/v1/realtime", realtime_endpoint),
         Route("/v1/models", meta.list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", meta.get_model, methods=["GET"]),
         Route("/v1/personalities", meta.list_personalities, methods=["GET"]),
