@@ -131,7 +131,7 @@ class CozyServices:
         except BaseException:
             await self.infra.stop()
             raise
-        await self.speech.initialize()  # models load in the pool now, so the first request is fast
+        self.speech.start()  # models load in the pool in the background; /ready waits for them
         self.started = True
         log.info("services started", extra={"default_model": self.llms.default_id})
 

@@ -22,6 +22,7 @@ from cozy_actors.engines.llm.base import (
     LLMToolCallDelta,
     LLMUsage,
 )
+from cozy_actors.engines.tools.audit import ToolCaller
 from cozy_actors.engines.tools.base import Tool, ToolCatalog
 from cozy_actors.observability.metrics import TURN_STAGE, labelled
 from cozy_core.engines import EngineError, EngineTimeout
@@ -48,6 +49,7 @@ class TurnSpec:
     tool_timeout_s: float = 10.0
     llm_timeout_s: float = 120.0
     degrade_reasons: list[str] = field(default_factory=list)
+    caller: ToolCaller | None = None  # who the turn runs for: the audit event of each server tool call
 
 
 @dataclass(slots=True)
@@ -161,7 +163,7 @@ class Turn:
             for call in server_calls:
                 tool_start = time.perf_counter()
                 result = await self.catalog.execute(
-                    spec.server_tools[call.name], call.arguments, timeout=spec.tool_timeout_s
+                    spec.server_tools[call.name], call.arguments, timeout=spec.tool_timeout_s, caller=spec.caller
                 )
                 labelled(TURN_STAGE, "tool").observe(time.perf_counter() - tool_start)
                 tool_msg = {"role": "tool", "tool_call_id": call.id, "content": result.content}

@@ -8,6 +8,7 @@ a model's malformed call becomes a tool error message it can read, never a crash
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -18,8 +19,12 @@ import orjson
 
 from cozy_actors.observability.metrics import TOOL_CALLS, labelled
 
+from .audit import ToolCaller, ToolCallRecord, args_digest
+
 SideEffect = Literal["read-only", "write", "network", "dangerous"]
 ToolHandler = Callable[[dict[str, Any]], Awaitable[Any]]
+CallHook = Callable[[ToolCallRecord], None]
+log = logging.getLogger("cozy.tools")
 
 
 class ToolError(Exception):
@@ -33,7 +38,8 @@ class Tool:
     parameters: dict[str, Any]
     side_effect: SideEffect
     handler: ToolHandler
-    source: str = "builtin"
+    source: str = "builtin"  # builtin | mcp:<server>
+    timeout_s: float | None = None  # its own per-call bound (MCP servers), under the turn's
 
     def schema(self) -> dict[str, Any]:
         """The OpenAI `tools` entry for this tool."""
@@ -52,9 +58,16 @@ class ToolResult:
 
 
 class ToolCatalog:
-    def __init__(self, tools: Iterable[Tool] = (), *, allowed_side_effects: Iterable[str] = ("read-only",)) -> None:
+    def __init__(
+        self,
+        tools: Iterable[Tool] = (),
+        *,
+        allowed_side_effects: Iterable[str] = ("read-only",),
+        on_call: CallHook | None = None,
+    ) -> None:
         self._tools: dict[str, Tool] = {}
         self.allowed_side_effects = frozenset(allowed_side_effects)
+        self.on_call = on_call  # sees every call (the audit trail); must not block or raise
         for tool in tools:
             self.add(tool)
 
@@ -87,29 +100,46 @@ class ToolCatalog:
             if (t := self._tools.get(n)) is not None and t.side_effect in self.allowed_side_effects
         ]
 
-    async def execute(self, tool: Tool, arguments: str, *, timeout: float) -> ToolResult:
-        """Run one call; every failure comes back as a result with `ok=False` the model can read."""
+    async def execute(
+        self, tool: Tool, arguments: str, *, timeout: float, caller: ToolCaller | None = None
+    ) -> ToolResult:
+        """Run one call; every failure comes back as a result with `ok=False` the model can read.
+        The call is bounded by `timeout` (the turn's) and the tool's own `timeout_s`, whichever is
+        smaller, and reported to `on_call` (audit) whatever happens."""
         start = time.perf_counter()
+        if tool.timeout_s is not None:
+            timeout = min(timeout, tool.timeout_s)
+        args: Any = None
+        error: str | None = None
         try:
             args = orjson.loads(arguments or "{}")
             if not isinstance(args, dict):
-                raise ToolError("arguments must be a JSON object")
+                raise jsonschema.ValidationError("arguments must be a JSON object")
             jsonschema.validate(args, tool.parameters)
             value = await asyncio.wait_for(tool.handler(args), timeout)
             content = value if isinstance(value, str) else orjson.dumps(value).decode()
-            ok = True
         except orjson.JSONDecodeError as exc:
-            content, ok = _error(f"arguments are not valid JSON: {exc}"), False
+            content, error = _error(f"arguments are not valid JSON: {exc}"), "invalid_json"
         except jsonschema.ValidationError as exc:
-            content, ok = _error(f"invalid arguments: {exc.message}"), False
+            content, error = _error(f"invalid arguments: {exc.message}"), "invalid_arguments"
         except TimeoutError:
-            content, ok = _error(f"tool {tool.name} timed out after {timeout:g} s"), False
+            content, error = _error(f"tool {tool.name} timed out after {timeout:g} s"), "timeout"
         except ToolError as exc:
-            content, ok = _error(str(exc)), False
+            content, error = _error(str(exc)), "tool_error"
         except Exception as exc:
-            content, ok = _error(f"tool {tool.name} failed: {type(exc).__name__}"), False
+            content, error = _error(f"tool {tool.name} failed: {type(exc).__name__}"), "failed"
+        ok = error is None
+        latency = time.perf_counter() - start
         labelled(TOOL_CALLS, tool.name, "ok" if ok else "error").inc()
-        return ToolResult(tool.name, ok, content, time.perf_counter() - start)
+        if self.on_call is not None:
+            record = ToolCallRecord(
+                tool.name, tool.source, tool.side_effect, args_digest(arguments, args), ok, error, latency, caller
+            )
+            try:
+                self.on_call(record)
+            except Exception:
+                log.exception("tool call hook failed for %s", tool.name)
+        return ToolResult(tool.name, ok, content, latency)
 
 
 def _error(message: str) -> str:

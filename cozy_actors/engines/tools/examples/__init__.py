@@ -1,0 +1,1 @@
+"""Example MCP servers shipped with CozyEngine (used by the tests over real stdio)."""
