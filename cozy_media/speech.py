@@ -79,15 +79,33 @@ class SpeechService:
         self._upload_formats = normalize_formats(self.limits.upload_formats)
         self._ready: dict[str, bool] = {}
         self._errors: dict[str, str] = {}
+        self._load: asyncio.Task[None] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
     def _engines(self) -> dict[str, object]:
         return {k: e for k, e in (("stt", self.stt), ("tts", self.tts), ("vad", self.vad)) if e is not None}
 
-    async def initialize(self) -> None:
-        """Load every engine (models into the pool) concurrently; a failure is kept, not raised,
-        so text chat still serves while /ready reports which engine is broken."""
+    def start(self) -> None:
+        """Begin loading every engine (models into the pool) in the background.
 
+        The process answers at once; /ready reports `loading` until the models are in, and a
+        request that arrives meanwhile waits for them instead of failing. A failure is kept, not
+        raised, so text chat still serves while /ready names the broken engine.
+        """
+        if self._load is None:
+            self._load = asyncio.get_running_loop().create_task(self._load_all())
+
+    async def initialize(self) -> None:
+        """Load every engine and wait until done."""
+        self.start()
+        await self.loaded()
+
+    async def loaded(self) -> None:
+        """Wait until loading has finished (immediate afterwards)."""
+        if self._load is not None and not self._load.done():
+            await asyncio.shield(self._load)
+
+    async def _load_all(self) -> None:
         async def one(kind: str, engine: object) -> None:
             try:
                 await engine.initialize()  # type: ignore[attr-defined]
@@ -100,6 +118,8 @@ class SpeechService:
         await asyncio.gather(*(one(k, e) for k, e in self._engines().items()))
 
     async def close(self) -> None:
+        if self._load is not None and not self._load.done():
+            self._load.cancel()
         for engine in self._engines().values():
             try:
                 await engine.close()  # type: ignore[attr-defined]
@@ -108,9 +128,10 @@ class SpeechService:
 
     async def health(self) -> dict[str, Health]:
         out: dict[str, Health] = {}
+        loading = self._load is not None and not self._load.done()
         for kind, engine in self._engines().items():
             if not self._ready.get(kind):
-                out[kind] = Health(False, self._errors.get(kind, "not initialized"))
+                out[kind] = Health(False, "loading" if loading else self._errors.get(kind, "not initialized"))
                 continue
             try:
                 out[kind] = await asyncio.wait_for(engine.health_check(), 2.0)  # type: ignore[attr-defined]
@@ -119,8 +140,9 @@ class SpeechService:
         return out
 
     def require(self, kind: str) -> None:
-        """503 ENGINE_UNAVAILABLE unless the `kind` engine is configured and loaded."""
-        if self._engines().get(kind) is None or not self._ready.get(kind):
+        """503 ENGINE_UNAVAILABLE unless the `kind` engine is configured and loaded (or loading)."""
+        loading = self._load is not None and not self._load.done()
+        if self._engines().get(kind) is None or not (self._ready.get(kind) or loading):
             detail = self._errors.get(kind, "not configured or not loaded")
             raise EngineError(f"{kind} engine unavailable: {detail}", code="ENGINE_UNAVAILABLE", status=503)
 
@@ -134,6 +156,7 @@ class SpeechService:
     async def decode_upload(self, data: bytes) -> PcmAudio:
         """Decode an uploaded file to 16 kHz mono (off the event loop)."""
         self.check_upload_size(len(data))
+        await self.loaded()
         audio, _ = await get_pool().run(
             lambda: decode_audio(data, sample_rate=SAMPLE_RATE, allowed=self._upload_formats,
                                  max_duration_s=self.limits.max_duration_s)
@@ -160,11 +183,12 @@ class SpeechService:
         ):
             yield segment
 
-    def open_stream(
+    async def open_stream(
         self, *, language: str | None = None, prompt: str | None = None, vad: VadParams | None = None,
         use_vad: bool = True,
     ) -> TranscriptionSession:
         """A live transcription session (VAD-segmented unless `use_vad` is False)."""
+        await self.loaded()
         self.require("stt")
         assert self.stt is not None
         detector = None
@@ -222,7 +246,7 @@ class SpeechService:
         return value
 
     def synthesizer(self, voice: str, speed: float = 1.0, sample_rate: int | None = OUTPUT_RATE) -> SpeechSynthesizer:
-        """A per-session synthesizer (resolve and check `voice`/`speed` first)."""
+        """A per-session synthesizer (resolve and check `voice`/`speed`, and await `loaded()`, first)."""
         self.require("tts")
         assert self.tts is not None
         s = self.settings
@@ -233,6 +257,7 @@ class SpeechService:
         self, text: str, *, voice: str, fmt: OutputFormat, speed: float
     ) -> AsyncIterator[bytes]:
         """Encoded audio, one piece per synthesized chunk, then the encoder's tail; cached whole."""
+        await self.loaded()
         key = cache_key(text, voice, fmt.name, speed)
         cached = await self.cache.get(key)
         if cached is not None:
@@ -254,6 +279,7 @@ class SpeechService:
 
     async def synthesize(self, text: str, *, voice: str, fmt: OutputFormat, speed: float) -> bytes:
         """The whole file at once (WAV with exact sizes)."""
+        await self.loaded()
         key = cache_key(text, voice, fmt.name, speed)
         cached = await self.cache.get(key)
         if cached is not None:

@@ -112,10 +112,10 @@ class _Stream:
     async def error(self, exc: CozyError) -> None:
         await self.send({"type": "error", "code": exc.code, "message": exc.message, "param": exc.param})
 
-    def start(self, msg: dict[str, Any]) -> None:
+    async def start(self, msg: dict[str, Any]) -> None:
         self.config = _Config(msg, self.speech.settings.vad)
         c = self.config
-        self.session = self.speech.open_stream(language=c.language, prompt=c.prompt, vad=c.vad, use_vad=c.use_vad)
+        self.session = await self.speech.open_stream(language=c.language, prompt=c.prompt, vad=c.vad, use_vad=c.use_vad)
         self.resampler = Resampler(c.sample_rate, 16000) if c.sample_rate != 16000 else None
 
     async def forward(self) -> None:
@@ -150,10 +150,10 @@ class _Stream:
                 await self.error(CozyError("config must be the first message", code="VALIDATION_ERROR",
                                            param="type"))
                 return False
-            self.start(msg)
+            await self.start(msg)
             return False
         if self.session is None:
-            self.start({})
+            await self.start({})
         assert self.session is not None
         if kind == "commit":
             self.session.commit()
@@ -180,7 +180,7 @@ async def stt_stream(ws: WebSocket) -> None:
                     ended = await stream.control(message["text"])
                 elif message.get("bytes") is not None:
                     if stream.session is None:
-                        stream.start({})
+                        await stream.start({})
                     await stream.audio(message["bytes"])
                 if forwarder is None and stream.session is not None:
                     forwarder = asyncio.get_running_loop().create_task(stream.forward())

@@ -155,6 +155,7 @@ async def tts_stream(request: Request) -> Response:
     requested format, base64, with `chunk_id`), then `done`."""
     svc = _speech(request)
     text, voice, fmt, speed = _tts_params(svc, await _parse(request, TTSRequest))
+    await svc.loaded()
     chunks = svc.synthesizer(voice, speed).stream(text)
     first = await anext(chunks, None)
     return EventStreamResponse(_tts_events(first, chunks, fmt))
