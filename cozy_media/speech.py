@@ -183,12 +183,15 @@ class SpeechService:
         ):
             yield segment
 
-    async def open_stream(
+    def open_stream(
         self, *, language: str | None = None, prompt: str | None = None, vad: VadParams | None = None,
         use_vad: bool = True,
     ) -> TranscriptionSession:
-        """A live transcription session (VAD-segmented unless `use_vad` is False)."""
-        await self.loaded()
+        """A live transcription session (VAD-segmented unless `use_vad` is False).
+
+        Synchronous so an actor can rebuild its pipeline in place; await `loaded()` once before
+        (while models load this raises ENGINE_UNAVAILABLE).
+        """
         self.require("stt")
         assert self.stt is not None
         detector = None

@@ -115,7 +115,8 @@ class _Stream:
     async def start(self, msg: dict[str, Any]) -> None:
         self.config = _Config(msg, self.speech.settings.vad)
         c = self.config
-        self.session = await self.speech.open_stream(language=c.language, prompt=c.prompt, vad=c.vad, use_vad=c.use_vad)
+        await self.speech.loaded()
+        self.session = self.speech.open_stream(language=c.language, prompt=c.prompt, vad=c.vad, use_vad=c.use_vad)
         self.resampler = Resampler(c.sample_rate, 16000) if c.sample_rate != 16000 else None
 
     async def forward(self) -> None:
