@@ -139,10 +139,14 @@ class SpeechService:
                 out[kind] = Health(False, f"health check failed: {exc}")
         return out
 
-    def require(self, kind: str) -> None:
-        """503 ENGINE_UNAVAILABLE unless the `kind` engine is configured and loaded (or loading)."""
+    def require(self, kind: str, *, loaded: bool = True) -> None:
+        """503 ENGINE_UNAVAILABLE unless the `kind` engine is configured and loaded (or loading);
+        `loaded=False` only asks that it is configured and did not fail to load."""
+        engine = self._engines().get(kind)
         loading = self._load is not None and not self._load.done()
-        if self._engines().get(kind) is None or not (self._ready.get(kind) or loading):
+        failed = kind in self._errors
+        usable = self._ready.get(kind) or loading or (not loaded and not failed)
+        if engine is None or not usable:
             detail = self._errors.get(kind, "not configured or not loaded")
             raise EngineError(f"{kind} engine unavailable: {detail}", code="ENGINE_UNAVAILABLE", status=503)
 
@@ -164,13 +168,15 @@ class SpeechService:
         return audio
 
     async def transcribe(
-        self, audio: PcmAudio, *, language: str | None = None, prompt: str | None = None, words: bool = False
+        self, audio: PcmAudio, *, language: str | None = None, prompt: str | None = None, words: bool = False,
+        text_only: bool = False,
     ) -> Transcript:
+        """`text_only`: the caller needs no segment timestamps (the engine may answer faster)."""
         self.require("stt")
         assert self.stt is not None
         return await self.stt.transcribe(
             audio.to_float32(), language=language or self.settings.default_language, prompt=prompt,
-            word_timestamps=words,
+            word_timestamps=words, text_only=text_only and not words,
         )
 
     async def transcribe_segments(
@@ -215,7 +221,7 @@ class SpeechService:
 
         Unknown → 400 VALIDATION_UNKNOWN_VOICE: it is a bad parameter value, as OpenAI reports it.
         """
-        self.require("tts")
+        self.require("tts", loaded=False)
         wanted = (name or self.settings.default_voice).strip()
         voices = self.voices()
         voice = wanted if wanted in voices else self.settings.voice_aliases.get(wanted.lower())

@@ -64,7 +64,8 @@ async def transcriptions(request: Request) -> Response:
     if _flag(upload.fields.get("stream")):
         speech.require("stt")
         return EventStreamResponse(_stream(speech, audio, language, prompt))
-    transcript = await speech.transcribe(audio, language=language, prompt=prompt, words=words)
+    transcript = await speech.transcribe(audio, language=language, prompt=prompt, words=words,
+                                         text_only=fmt in ("json", "text"))
     if fmt == "json":
         return _json(tf.as_json(transcript))
     if fmt == "verbose_json":
@@ -103,7 +104,7 @@ async def stt(request: Request) -> Response:
     upload = await read_upload(request, speech.limits.max_upload_bytes, allow_raw=True)
     language, prompt = _language(upload), upload.fields.get("prompt") or None
     audio = await speech.decode_upload(upload.data)
-    transcript: Transcript = await speech.transcribe(audio, language=language, prompt=prompt)
+    transcript: Transcript = await speech.transcribe(audio, language=language, prompt=prompt, text_only=True)
     return _json(
         {
             "text": transcript.text,

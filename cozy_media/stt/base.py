@@ -1,8 +1,8 @@
 """The `stt` engine kind: what a speech-to-text provider offers, and what it returns.
 
 Audio goes in as mono float32 at 16 kHz (what Whisper-family models take); the edge decodes and
-resamples before calling. `realtime=True` marks a live utterance (under 30 s, a partial or a
-streaming final): the provider may drop timestamps and decode greedily to answer sooner.
+resamples before calling. `text_only=True` says only the text is wanted (streaming partials and
+finals, json/text answers): the provider may skip segment timestamps and decode faster.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class STTEngine(Engine):
         language: str | None = None,
         prompt: str | None = None,
         word_timestamps: bool = False,
-        realtime: bool = False,
+        text_only: bool = False,
     ) -> Transcript:
         """Transcribe a whole float32 16 kHz mono signal."""
         raise NotImplementedError

@@ -46,7 +46,7 @@ class OpenAISTT(STTEngine):
         language: str | None = None,
         prompt: str | None = None,
         word_timestamps: bool = False,
-        realtime: bool = False,
+        text_only: bool = False,
     ) -> Transcript:
         if self._client is None:
             raise EngineError("remote STT not initialized", code="ENGINE_UNAVAILABLE", status=503)

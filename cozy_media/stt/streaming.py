@@ -122,7 +122,7 @@ class StreamingTranscriber:
         started = time.perf_counter()
         try:
             result = await self.engine.transcribe(
-                self._snapshot(n), language=self.language, prompt=self.prompt, realtime=True
+                self._snapshot(n), language=self.language, prompt=self.prompt, text_only=True
             )
         finally:
             if generation == self._generation:
@@ -178,7 +178,7 @@ class StreamingTranscriber:
     async def _decode_final(self, audio: np.ndarray) -> Transcript:
         if len(audio) < SAMPLE_RATE // 10:
             return Transcript(text="", language=self.language or "", duration=len(audio) / SAMPLE_RATE)
-        return await self.engine.transcribe(audio, language=self.language, prompt=self.prompt, realtime=True)
+        return await self.engine.transcribe(audio, language=self.language, prompt=self.prompt, text_only=True)
 
     def _drop_spec(self) -> None:
         if self._spec is not None:

