@@ -73,6 +73,8 @@ class RealtimeActor(Actor):
         if self.persist_id is not None:
             stored = await self.deps.store.load(self.persist_id, limit=self.history_limit)
             history = stored.messages if stored else []
+        if self.deps.speech is not None:
+            await self.deps.speech.loaded()  # models load in the background at start-up
         self.session = RealtimeSession(
             session_id=self.actor_id,
             resolved=self.resolved,

@@ -56,6 +56,7 @@ class RealtimeService:
         personality_id: str | None,
         session_id: str | None,
         allowed_tools: list[str] | None = None,
+        user_id: str | None = None,
     ) -> ActorRef:
         """Start a session actor; raises CozyError (404 personality, 503 at capacity)."""
         resolved = await resolve(
@@ -67,6 +68,9 @@ class RealtimeService:
             allowed_tools=allowed_tools,
             param="cozy_personality_id",
         )
+        if session_id is not None:
+            # Resuming is only for the session's owner (someone else's id is a 404); a new id is created.
+            await self.deps.store.claim(session_id, user_id, resolved.personality.id)
         memo: dict[str, Any] = {}
         incarnations = 0
 

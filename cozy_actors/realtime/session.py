@@ -244,7 +244,7 @@ class RealtimeSession:
         item = self.items.get(item_id)
         if item is None:
             raise ItemError(f"item {item_id!r} not found", "item_id", code="item_not_found")
-        self.emit({"type": "conversation.item.retrieved", "item": item})
+        self.emit({"type": "conversation.item.retrieved", "item": {k: v for k, v in item.items() if k[0] != "_"}})
 
     async def item_truncate(self, event: dict[str, Any]) -> None:
         item_id = _item_id(event)
@@ -365,7 +365,7 @@ class RealtimeSession:
         self.response = None
         for item in msg.state.output:
             if item["id"] not in self.items:
-                self.items.add({k: v for k, v in item.items() if not k.startswith("_")})
+                self.items.add({k: v for k, v in item.items() if k != "_index"})  # keeps _audio_ms for truncate
         if msg.state.text:
             self.persist([{"role": "assistant", "content": msg.state.text}])
 

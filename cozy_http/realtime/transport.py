@@ -69,6 +69,7 @@ async def realtime_endpoint(ws: WebSocket) -> None:
             model=q.get("model"),
             personality_id=q.get("cozy_personality_id"),
             session_id=q.get("cozy_session_id"),
+            user_id=getattr(ws.state, "principal", None) and ws.state.principal.user_id,
         )
     except CozyError as exc:
         await ws.send_text(

@@ -1,0 +1,90 @@
+"""Realtime test helpers: speech clips synthesized once with the bundled voice, an event collector,
+and a microphone-paced audio sender."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.conftest import ADMIN_KEY, CozyServer
+
+FRAME = 4800  # 100 ms of PCM16 at 24 kHz
+
+
+@pytest.fixture(scope="session")
+def speech_clip(cozy_server: CozyServer) -> bytes:
+    """PCM16 24 kHz of a spoken question, made by the server's own TTS (bundled piper voice)."""
+    r = httpx.post(
+        f"{cozy_server.base_url}/audio/speech",
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        json={
+            "model": "tts-1",
+            "input": "What time is it in Paris right now?",
+            "voice": "alloy",
+            "response_format": "pcm",
+        },
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    return r.content
+
+
+@pytest.fixture()
+async def rt_client(cozy_server: CozyServer) -> AsyncIterator[openai.AsyncOpenAI]:
+    ws = cozy_server.base_url.replace("http://", "ws://")
+    async with openai.AsyncOpenAI(
+        api_key=ADMIN_KEY, base_url=cozy_server.base_url, websocket_base_url=ws, max_retries=0
+    ) as client:
+        yield client
+
+
+class Events:
+    """Collects a connection's events in a background task; tests wait for types."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.items: list[tuple[float, Any]] = []
+        self._changed = asyncio.Event()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        async for event in self.conn:
+            self.items.append((time.perf_counter(), event))
+            self._changed.set()
+
+    def of(self, etype: str) -> list[Any]:
+        return [e for _, e in self.items if e.type == etype]
+
+    def times(self, etype: str) -> list[float]:
+        return [t for t, e in self.items if e.type == etype]
+
+    async def wait(self, etype: str, count: int = 1, timeout: float = 20.0) -> list[Any]:
+        async with asyncio.timeout(timeout):
+            while len(self.of(etype)) < count:
+                self._changed.clear()
+                await self._changed.wait()
+        return self.of(etype)
+
+    async def close(self) -> None:
+        self._task.cancel()
+
+
+async def send_audio(conn: Any, pcm: bytes, *, realtime: bool = True, stop: asyncio.Event | None = None) -> None:
+    """Send PCM16 24 kHz in 100 ms frames, at real-time pace like a microphone."""
+    for at in range(0, len(pcm), FRAME):
+        if stop is not None and stop.is_set():
+            return
+        await conn.input_audio_buffer.append(audio=base64.b64encode(pcm[at : at + FRAME]).decode())
+        if realtime:
+            await asyncio.sleep(0.1)
+
+
+def silence(ms: int) -> bytes:
+    return b"\0\0" * (24 * ms)
