@@ -227,3 +227,25 @@ async def test_resume_by_session_id(rt_client: openai.AsyncOpenAI, cozy_server: 
         await ev.close()
     prompt = cozy_server.upstream.requests()[-1]["messages"]
     assert [m["content"] for m in prompt[1:3]] == ["my name is Ada", "Echo: my name is Ada"]
+
+
+async def test_session_duration_limit_ends_with_error_and_clean_close(stub_llm) -> None:
+    from tests.e2e.conftest import start_cozy_server
+    from tests.support.procs import wait_http_ok
+
+    server = start_cozy_server(stub_llm, {"COZY_MAX_SESSION_S": "1.5"})
+    try:
+        wait_http_ok(f"{server.root_url}/ready", timeout=60, process=server.process)  # speech models loaded
+        url = server.base_url.replace("http://", "ws://") + "/realtime?model=stub-model"
+        async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as ws:
+            first = json.loads(await ws.recv())
+            assert first["type"] == "session.created", first
+            started = time.perf_counter()
+            event = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert event["type"] == "error" and event["error"]["code"] == "session_expired"
+            with pytest.raises(websockets.ConnectionClosedOK):
+                await asyncio.wait_for(ws.recv(), 5)
+            assert ws.close_code == 1000
+            assert 1.0 < time.perf_counter() - started < 4.0
+    finally:
+        server.stop()

@@ -57,9 +57,22 @@ async def open_session(
     deps = RealtimeDeps(catalog=ToolCatalog(BUILTIN_TOOLS.values()), store=store or InMemoryConversationStore())
     client = Client()
     sup = Supervisor(SupervisorPolicy(max_duration_s=None, idle_timeout_s=None))
-    ref = await sup.spawn(
-        lambda aid: RealtimeActor(aid, resolved=resolved, deps=deps, emit=client.emit, persist_id=persist_id), "s1"
-    )
+    memo: dict[str, Any] = {}
+    incarnations = [0]
+
+    def factory(aid: str) -> RealtimeActor:  # as RealtimeService builds it
+        incarnations[0] += 1
+        return RealtimeActor(
+            aid,
+            resolved=resolved,
+            deps=deps,
+            emit=client.emit,
+            persist_id=persist_id,
+            restarted=incarnations[0] > 1,
+            memo=memo,
+        )
+
+    ref = await sup.spawn(factory, "s1")
     await client.until("session.created")
     return ref, client, sup
 
@@ -247,4 +260,20 @@ async def test_resume_loads_history_as_items() -> None:
     send(ref, {"type": "response.create", "response": {"output_modalities": ["text"]}})
     await client.until("response.done")
     assert [m["content"] for m in llm.requests[0].messages[1:]] == ["my name is Ada", "Hi Ada"]
+    await sup.shutdown(2)
+
+
+async def test_crashed_session_restarts_and_keeps_its_config() -> None:
+    llm = ScriptedLLM([[LLMTextDelta("ok"), LLMFinish("stop")]])
+    ref, client, sup = await open_session(llm)
+    send(ref, {"type": "session.update", "session": {"type": "realtime", "instructions": "Be terse."}})
+    await client.until("session.updated")
+    ref.tell(object())  # an unexpected message makes the handler raise: the actor crashes
+    err = (await client.until("error"))[0]
+    assert err["error"]["code"] == "session_restarted" and ref.restarts == 1
+    assert len(client.of("session.created")) == 1  # the client's session carries on, not a new one
+    send(ref, {"type": "conversation.item.create", "item": USER})
+    send(ref, {"type": "response.create", "response": {"output_modalities": ["text"]}})
+    await client.until("response.done")
+    assert llm.requests[0].messages[0]["content"].endswith("Be terse.")
     await sup.shutdown(2)
