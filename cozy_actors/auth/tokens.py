@@ -17,7 +17,10 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 KEY_PREFIX = "cozy-"
-_hasher = PasswordHasher()
+# argon2id at OWASP's recommended floor (19 MiB, 2 passes, 1 lane): ~60 ms on one core here. The
+# library default (64 MiB, 4 lanes) took ~0.35 s on both cores of a 2-core box and stalled the
+# event loop of a voice server; stored hashes carry their parameters, so this can be raised later.
+_hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 _DUMMY_HASH = _hasher.hash("not a real password")  # verified against when the user is unknown (same timing)
 ISSUER = "cozyengine"
 
