@@ -8,6 +8,9 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from .openapi_storage import PUBLIC
+from .openapi_storage import paths as storage_paths
+from .openapi_storage import schemas as storage_schemas
 from .schemas import ChatCompletionRequest
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -31,6 +34,18 @@ def _op(summary: str, *, body: str | None = None, ok: str = "OK", tags: tuple[st
 
 
 def build_openapi(version: str) -> dict[str, Any]:
+    """The document; every operation needs the bearer token except the public ones."""
+    doc = _document(version)
+    doc["components"]["schemas"].update(storage_schemas())
+    doc["paths"].update(storage_paths())
+    doc["security"] = [{"bearer": []}]
+    for path in PUBLIC:
+        for op in doc["paths"].get(path, {}).values():
+            op["security"] = []
+    return doc
+
+
+def _document(version: str) -> dict[str, Any]:
     chat_schema = ChatCompletionRequest.model_json_schema(ref_template="#/components/schemas/{model}")
     defs = chat_schema.pop("$defs", {})
     return {
@@ -41,7 +56,13 @@ def build_openapi(version: str) -> dict[str, Any]:
             "description": "Realtime, voice-first conversation server with OpenAI-compatible APIs.",
         },
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key (`cozy-...`) or a JWT from POST /v1/auth/token",
+                }
+            },
             "schemas": {
                 "ChatCompletionRequest": chat_schema,
                 **defs,

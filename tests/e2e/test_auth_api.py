@@ -158,3 +158,13 @@ def test_realtime_websocket_needs_a_token(cozy_server: CozyServer) -> None:
         assert first["type"] == "session.created"
     with connect(url, additional_headers=auth(ADMIN_KEY), open_timeout=10) as ws:
         assert json.loads(ws.recv(timeout=10))["type"] == "session.created"
+
+
+def test_openapi_documents_the_new_routes_and_bearer_auth(cozy_server: CozyServer) -> None:
+    doc = httpx.get(f"{cozy_server.root_url}/openapi.json").json()
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert doc["security"] == [{"bearer": []}]
+    for path in ("/v1/chat/sessions", "/v1/chat/sessions/{session_id}/messages", "/v1/admin/audit", "/v1/auth/token"):
+        assert path in doc["paths"], path
+    assert doc["paths"]["/v1/auth/token"]["post"]["security"] == []
+    assert "UserCreate" in doc["components"]["schemas"]
