@@ -61,3 +61,9 @@ INTERRUPT_LATENCY = Histogram(
     "Barge-in: VAD speech start detected -> the response's audio output stopped.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
 )
+
+EVENT_LOOP_LAG = Histogram(
+    "cozy_event_loop_lag_seconds",
+    "How late a 100 ms timer fires on the event loop (sampled 10 times a second).",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)

@@ -14,6 +14,7 @@ from cozy_actors.personalities import PersonalityStore
 from cozy_actors.runtime import ActorRef, Supervisor, SupervisorFull
 from cozy_actors.storage import ConversationStore
 from cozy_core.errors import CozyError
+from cozy_media.workers import get_pool
 
 from .actor import RealtimeActor
 from .response import Emit
@@ -59,6 +60,13 @@ class RealtimeService:
         user_id: str | None = None,
     ) -> ActorRef:
         """Start a session actor; raises CozyError (404 personality, 503 at capacity)."""
+        backlog, limit = get_pool().pending, self.app.sessions.max_pool_backlog
+        if self.deps.speech is not None and limit is not None and backlog >= limit:
+            raise CozyError(
+                f"server is at capacity: {backlog} inference jobs queued (limit {limit}); retry shortly",
+                code="RESOURCE_EXHAUSTED",
+                status=503,
+            )
         resolved = await resolve(
             self.personalities,
             self.llms,

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
+from cozy_actors.observability.metrics import EVENT_LOOP_LAG
+
 __all__ = ["LoopLagMonitor"]
 
 
 class LoopLagMonitor:
     """Measures event-loop lag by scheduling a callback every interval and timing how late it runs; used
-    for admission control and exported as a metric later.
+    for admission control and exported as `cozy_event_loop_lag_seconds`.
 
     Uses a chain of ``loop.call_at`` callbacks, no task. ``lag_s`` is the worst lag seen over the last
     ``window_s`` seconds, or how overdue the pending probe already is, whichever is larger.
@@ -80,4 +82,5 @@ class LoopLagMonitor:
         while self._samples and now - self._samples[0][0] > self.window_s:
             self._samples.popleft()
         self._ewma += 0.2 * (lag - self._ewma)
+        EVENT_LOOP_LAG.observe(lag)
         self._schedule()

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 import uvicorn
 from starlette.applications import Starlette
@@ -204,6 +205,7 @@ async def _truncated_json() -> AsyncIterator[bytes | None]:
     yield None
 
 
+STUB_TRANSCRIPT = "What time is it in Paris right now?"
 _SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache"}
 _ABORT_MESSAGE = "ASGI callable returned without completing response."
 
@@ -221,9 +223,24 @@ class StubLLM:
                 Route("/v1/models", self.models, methods=["GET"]),
                 Route("/v1/models/{model:path}", self.model, methods=["GET"]),
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                Route("/v1/audio/transcriptions", self.transcriptions, methods=["POST"]),
+                Route("/v1/audio/speech", self.speech, methods=["POST"]),
                 Route("/_stub/requests", self.requests, methods=["GET", "DELETE"]),
             ]
         )
+
+    async def transcriptions(self, request: Request) -> Response:
+        """Instant STT stand-in (benchmarks' `--engines stub`): a fixed transcript for any audio."""
+        await request.body()
+        return _json(orjson.dumps({"text": STUB_TRANSCRIPT}))
+
+    async def speech(self, request: Request) -> Response:
+        """Instant TTS stand-in: a quiet 220 Hz tone, 60 ms per input character, as raw 24 kHz PCM16."""
+        body = orjson.loads(await request.body())
+        n = int(24000 * 0.06 * max(1, len(str(body.get("input", "")))))
+        t = np.arange(n, dtype=np.float32) / 24000
+        tone = (np.sin(2 * np.pi * 220 * t) * 3000).astype("<i2")
+        return Response(tone.tobytes(), media_type="application/octet-stream")
 
     async def models(self, request: Request) -> Response:
         """Advertise the single stub model."""
