@@ -33,10 +33,11 @@ class SessionConfig(_Strict):
     backoff_max_s: float = Field(2.0, ge=0)
     max_sessions: int | None = Field(1000, ge=1)
     max_loop_lag_ms: float | None = Field(500.0, gt=0)
+    max_pool_backlog: int | None = Field(64, ge=1)  # admission control for voice: inference jobs queued
     max_history_messages: int = Field(200, ge=2)
     ask_timeout_s: float = Field(5.0, gt=0)
 
-    _none = field_validator("max_sessions", "max_loop_lag_ms", mode="before")(_empty_to_none)
+    _none = field_validator("max_sessions", "max_loop_lag_ms", "max_pool_backlog", mode="before")(_empty_to_none)
 
 
 class TurnConfig(_Strict):
