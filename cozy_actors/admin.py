@@ -15,8 +15,7 @@ from cozy_actors.audit import AuditLog
 from cozy_actors.auth.principal import Principal
 from cozy_actors.auth.service import AuthService
 from cozy_actors.config import ConfigError, Settings, load_settings, redacted
-from cozy_actors.engines.tools.base import ToolCatalog
-from cozy_actors.engines.tools.builtin import BUILTIN_TOOLS
+from cozy_actors.engines.tools.engine import ToolsConfigError, ToolsEngine
 from cozy_actors.personalities import Personality, PersonalityError, PersonalityStore
 from cozy_actors.storage.audit import PgAuditStore
 from cozy_actors.storage.records import AuditRecord, Page, UserRecord
@@ -38,14 +37,14 @@ class AdminService:
         audit: AuditLog,
         audit_store: PgAuditStore,
         personalities: PersonalityStore,
-        catalog: ToolCatalog,
+        tools: ToolsEngine,
     ) -> None:
         self.settings = settings
         self.auth = auth
         self.audit = audit
         self.audit_store = audit_store
         self.personalities = personalities
-        self.catalog = catalog
+        self.tools_engine = tools
 
     def _admin(self, principal: Principal, action: str, request_id: str | None, **detail: Any) -> None:
         self.auth.require_admin(principal, action, request_id=request_id)
@@ -66,34 +65,29 @@ class AdminService:
 
     def tools(self, principal: Principal, *, request_id: str | None = None) -> list[dict[str, Any]]:
         self._admin(principal, "tools.list", request_id)
-        return [self._tool(t) for t in self.catalog.all()]
+        return self.tools_engine.list()
 
-    def _tool(self, tool: Any) -> dict[str, Any]:
-        return {
-            "name": tool.name,
-            "object": "tool",
-            "description": tool.description,
-            "parameters": tool.parameters,
-            "side_effect": tool.side_effect,
-            "source": tool.source,
-            "offered": tool.side_effect in self.catalog.allowed_side_effects,
-        }
+    def tool_servers(self, principal: Principal, *, request_id: str | None = None) -> dict[str, dict[str, Any]]:
+        """Each MCP server's health (up or not, and why), shown next to the tool list."""
+        self.auth.require_admin(principal, "tools.list", request_id=request_id)
+        return self.tools_engine.health()
 
     async def refresh_tools(self, principal: Principal, *, request_id: str | None = None) -> list[dict[str, Any]]:
-        """Re-read config/tools.yaml (the whole configuration is validated) and swap the tool set."""
+        """Re-read config/tools.yaml (the whole configuration is validated), reconnect MCP servers
+        that changed or are down, ask the live ones for their tools again, and swap the tool set."""
         self.auth.require_admin(principal, "tools.refresh", request_id=request_id)
         try:
             fresh = load_settings(self.settings.config_dir)
+            await self.tools_engine.refresh(fresh.tools)
         except ConfigError as exc:
             raise _invalid("tools not refreshed", exc.problems) from None
-        unknown = [n for n in fresh.tools.builtin if n not in BUILTIN_TOOLS]
-        if unknown:
-            raise _invalid("tools not refreshed", [f"tools.yaml: builtin: unknown built-in tool(s) {unknown}"])
-        self.catalog.replace((BUILTIN_TOOLS[n] for n in fresh.tools.builtin),
-                             allowed_side_effects=fresh.tools.allowed_side_effects)
+        except ToolsConfigError as exc:
+            raise _invalid("tools not refreshed", [f"tools.yaml: {p}" for p in exc.problems]) from None
+        down = sorted(n for n, h in self.tools_engine.health().items() if not h["ok"])
+        detail = {"tools": self.tools_engine.catalog.names(), "servers_down": down}
         self.audit.record("admin.tools.refresh", user_id=principal.user_id, user_name=principal.name,
-                          request_id=request_id, detail={"tools": self.catalog.names()})
-        return [self._tool(t) for t in self.catalog.all()]
+                          request_id=request_id, detail=detail)
+        return self.tools_engine.list()
 
     def config(self, principal: Principal, *, request_id: str | None = None) -> dict[str, Any]:
         """The effective configuration with every secret replaced by `***`."""

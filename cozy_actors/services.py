@@ -16,8 +16,7 @@ from cozy_actors.conversation.sessions import SessionService
 from cozy_actors.engines.llm.router import LLMRouter
 from cozy_actors.engines.registry import EngineRegistry, default_registry
 from cozy_actors.engines.speech import SpeechConfigError, build_speech
-from cozy_actors.engines.tools.base import ToolCatalog
-from cozy_actors.engines.tools.builtin import BUILTIN_TOOLS
+from cozy_actors.engines.tools.engine import ToolsConfigError, ToolsEngine
 from cozy_actors.infra import Infra
 from cozy_actors.personalities import PersonalityStore
 from cozy_actors.realtime.service import RealtimeService
@@ -64,13 +63,13 @@ class CozyServices:
         except PersonalityError as exc:
             raise StartupError(exc.problems) from exc
         tools_file = s.files.get("tools") or "config/tools.yaml"
-        unknown = [name for name in s.tools.builtin if name not in BUILTIN_TOOLS]
-        if unknown:
-            raise StartupError([f"{tools_file}: builtin: unknown built-in tool(s) {', '.join(unknown)}"])
-        self.catalog = ToolCatalog(
-            (BUILTIN_TOOLS[n] for n in s.tools.builtin), allowed_side_effects=s.tools.allowed_side_effects
-        )
+        try:
+            self.tools = ToolsEngine(s.tools)  # built-ins now; MCP servers connect in start()
+        except ToolsConfigError as exc:
+            raise StartupError([f"{tools_file}: {p}" for p in exc.problems]) from exc
+        self.catalog = self.tools.catalog
         self.infra = Infra(s)  # PostgreSQL (embedded or DATABASE_URL), Redis or in-process, auth, audit
+        self.tools.audit = self.infra.audit  # every tool call is a tool.call audit event
         self.store = self.infra.sessions
         self.auth = self.infra.auth
         self.ratelimit = self.infra.ratelimit
@@ -107,7 +106,7 @@ class CozyServices:
             audit=self.infra.audit,
             audit_store=self.infra.audit_store,
             personalities=self.personalities,
-            catalog=self.catalog,
+            tools=self.tools,
         )
 
         self.realtime = RealtimeService(
@@ -132,6 +131,7 @@ class CozyServices:
             await self.infra.stop()
             raise
         self.speech.start()  # models load in the pool in the background; /ready waits for them
+        await self.tools.start()  # MCP servers, each within its connect_timeout_s; a failed one is only reported
         self.started = True
         log.info("services started", extra={"default_model": self.llms.default_id})
 
@@ -143,6 +143,7 @@ class CozyServices:
         await self.loadmon.stop()
         await self.llms.close()
         await self.speech.close()
+        await self.tools.close()  # stops stdio MCP server processes
         await self.infra.stop()  # after the actors: their last messages and audit events are flushed
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -156,6 +157,8 @@ class CozyServices:
             checks[f"speech:{kind}"] = {"ok": health.ok, "detail": health.detail}
             ok = ok and health.ok
         checks["supervisor"] = self.supervisor.stats()
+        for name, health in self.tools.health().items():
+            checks[f"tools:mcp:{name}"] = health  # reported, not gating: tools of a down server are just not offered
         infra_ok, infra_checks = await self.infra.readiness()
         checks.update(infra_checks)
         return ok and infra_ok, checks

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cozy_actors.engines.llm.base import LLMEngine
+from cozy_actors.engines.tools.audit import ToolCaller
 from cozy_actors.engines.tools.base import Tool, ToolCatalog
 from cozy_actors.personalities import Personality
 from cozy_actors.runtime import Actor, StopReason
@@ -61,7 +62,7 @@ class ConversationDeps:
     max_tool_iterations: int = 10
     tool_timeout_s: float = 10.0
     llm_timeout_s: float = 120.0
-    audit: Any = None  # an AuditLog: every server tool call is an audit event
+    audit: Any = None  # an AuditLog (server tool calls are audited by the catalog, see TurnSpec.caller)
 
 
 class SessionBusy(CozyError):
@@ -83,7 +84,6 @@ class ConversationActor(Actor):
         self.personality_id: str | None = None
         self.history: deque[dict[str, Any]] = deque(maxlen=deps.max_history_messages)
         self._handle: TurnHandle | None = None  # the running turn, until its TurnFinished arrives
-        self._caller: tuple[str | None, str | None, str | None] = (None, None, None)  # user id, name, request id
 
     @property
     def busy(self) -> bool:
@@ -110,7 +110,6 @@ class ConversationActor(Actor):
             self.history.extend(message.new_messages)
             if self.session_id is not None and message.new_messages:
                 await self._persist_turn(message)
-            self._audit_tools(message)
             self._handle = None
             if self.session_id is None:
                 await self.ref.stop(StopReason.NORMAL, "turn finished")
@@ -130,7 +129,6 @@ class ConversationActor(Actor):
                 await self.deps.store.append(self.session_id, req.personality.id, new)
             except CozyError as exc:
                 return exc
-        self._caller = (req.user_id, req.user_name, req.request_id)
         prompt = self._prompt(req.personality, new)
         self.history.extend(new)
         spec = TurnSpec(
@@ -146,6 +144,7 @@ class ConversationActor(Actor):
             max_tool_iterations=self.deps.max_tool_iterations,
             tool_timeout_s=self.deps.tool_timeout_s,
             llm_timeout_s=self.deps.llm_timeout_s,
+            caller=ToolCaller(req.user_id, req.user_name, req.request_id, self.session_id, "text"),
         )
         handle = TurnHandle(
             uuid.uuid4().hex,
@@ -183,23 +182,6 @@ class ConversationActor(Actor):
             await self.deps.store.append(self.session_id, self.personality_id or "", message.new_messages, meta=meta)
         except CozyError:
             log.exception("assistant message not stored", extra={"session_id": self.session_id})
-
-    def _audit_tools(self, message: TurnFinished) -> None:
-        audit = self.deps.audit
-        if audit is None or not message.tool_calls:
-            return
-        user_id, user_name, request_id = self._caller
-        for call in message.tool_calls:
-            audit.record(
-                "tool.call",
-                user_id=user_id,
-                user_name=user_name,
-                request_id=request_id,
-                outcome="ok" if call.ok else "error",
-                resource=f"tool:{call.name}",
-                detail={"session_id": self.session_id, "call_id": call.call_id,
-                        "latency_ms": round(call.latency_s * 1000, 1)},
-            )
 
     async def on_stop(self, reason: StopReason, detail: str | None) -> None:
         if self._handle is not None and not self._handle.finished:

@@ -163,7 +163,11 @@ class Turn:
             for call in server_calls:
                 tool_start = time.perf_counter()
                 result = await self.catalog.execute(
-                    spec.server_tools[call.name], call.arguments, timeout=spec.tool_timeout_s, caller=spec.caller
+                    spec.server_tools[call.name],
+                    call.arguments,
+                    timeout=spec.tool_timeout_s,
+                    caller=spec.caller,
+                    call_id=call.id,
                 )
                 labelled(TURN_STAGE, "tool").observe(time.perf_counter() - tool_start)
                 tool_msg = {"role": "tool", "tool_call_id": call.id, "content": result.content}

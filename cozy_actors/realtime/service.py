@@ -79,7 +79,7 @@ class RealtimeService:
         if session_id is not None:
             # Resuming is only for the session's owner (someone else's id is a 404); a new id is created.
             await self.deps.store.claim(session_id, user_id, resolved.personality.id)
-        memo: dict[str, Any] = {}
+        memo: dict[str, Any] = {"user_id": user_id}  # who the session is for (audit of its tool calls)
         incarnations = 0
 
         def factory(actor_id: str) -> RealtimeActor:

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from cozy_actors.conversation.handle import TurnHandle
 from cozy_actors.conversation.resolve import Resolved
 from cozy_actors.conversation.turn import Turn, TurnSpec
+from cozy_actors.engines.tools.audit import ToolCaller
 from cozy_actors.engines.tools.base import ToolCatalog
 from cozy_actors.storage import ConversationStore
 from cozy_core.errors import CozyError
@@ -310,6 +311,7 @@ class RealtimeSession:
             max_tool_iterations=self.deps.max_tool_iterations,
             tool_timeout_s=self.deps.tool_timeout_s,
             llm_timeout_s=self.deps.llm_timeout_s,
+            caller=ToolCaller(self.memo.get("user_id"), session_id=self.persist_id or self.id, channel="realtime"),
         )
         handle = TurnHandle(
             uuid.uuid4().hex,

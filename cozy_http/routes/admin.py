@@ -28,8 +28,10 @@ async def reload_personalities(request: Request) -> Response:
 
 
 async def list_tools(request: Request) -> Response:
-    tools = request.app.state.services.admin.tools(principal_of(request), request_id=current_request_id())
-    return json_response({"object": "list", "data": tools})
+    admin, rid = request.app.state.services.admin, current_request_id()
+    tools = admin.tools(principal_of(request), request_id=rid)
+    servers = admin.tool_servers(principal_of(request), request_id=rid)  # MCP servers: up or not, and why
+    return json_response({"object": "list", "data": tools, "servers": servers})
 
 
 async def refresh_tools(request: Request) -> Response:

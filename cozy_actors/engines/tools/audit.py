@@ -35,6 +35,7 @@ class ToolCallRecord:
     error: str | None  # invalid_json | invalid_arguments | timeout | tool_error | failed
     latency_s: float
     caller: ToolCaller | None
+    call_id: str | None = None  # the model's tool_call id
 
     def audit_detail(self) -> dict[str, Any]:
         """The `detail` of the `tool.call` audit event."""
@@ -48,6 +49,8 @@ class ToolCallRecord:
         }
         if caller.session_id:
             detail["session_id"] = caller.session_id
+        if self.call_id:
+            detail["call_id"] = self.call_id
         if self.error:
             detail["error"] = self.error
         return detail

@@ -101,7 +101,13 @@ class ToolCatalog:
         ]
 
     async def execute(
-        self, tool: Tool, arguments: str, *, timeout: float, caller: ToolCaller | None = None
+        self,
+        tool: Tool,
+        arguments: str,
+        *,
+        timeout: float,
+        caller: ToolCaller | None = None,
+        call_id: str | None = None,
     ) -> ToolResult:
         """Run one call; every failure comes back as a result with `ok=False` the model can read.
         The call is bounded by `timeout` (the turn's) and the tool's own `timeout_s`, whichever is
@@ -132,8 +138,9 @@ class ToolCatalog:
         latency = time.perf_counter() - start
         labelled(TOOL_CALLS, tool.name, "ok" if ok else "error").inc()
         if self.on_call is not None:
+            digest = args_digest(arguments, args)
             record = ToolCallRecord(
-                tool.name, tool.source, tool.side_effect, args_digest(arguments, args), ok, error, latency, caller
+                tool.name, tool.source, tool.side_effect, digest, ok, error, latency, caller, call_id
             )
             try:
                 self.on_call(record)
