@@ -151,7 +151,10 @@ class MCPConnection:
         cfg = self.config
         if cfg.transport == "stdio":
             assert cfg.command is not None
-            params = StdioServerParameters(command=cfg.command, args=cfg.args, env=cfg.env or None, cwd=cfg.cwd)
+            # `python` means CozyEngine's own interpreter, so a server shipped as a module of an
+            # installed package (like the example) runs whatever PATH holds.
+            command = sys.executable if cfg.command in ("python", "python3") else cfg.command
+            params = StdioServerParameters(command=command, args=cfg.args, env=cfg.env or None, cwd=cfg.cwd)
             return stdio_client(params, errlog=_errlog())
         assert cfg.url is not None
         headers = {k: v.get_secret_value() for k, v in cfg.headers.items()}
