@@ -1,0 +1,313 @@
+"""Realtime voice latency: K concurrent sessions talking like live microphones.
+
+Each session connects to `WS /v1/realtime`, enables server VAD and sends speech synthesized with
+the bundled piper voice at real-time pace (frames of --frame-ms, silence between turns, like a
+microphone that never stops), and measures from the client side:
+
+- end of speech -> first reply audio (last speech frame sent -> first `response.output_audio.delta`)
+- speech_stopped -> first audio delta (server's end-of-turn decision -> first audio)
+- barge-in: every other turn the user talks over the reply; interrupting speech onset -> last reply
+  audio delta received, and `speech_started` -> last audio delta
+- replies lost (a turn that never got `response.done`), event-loop lag p99 (from the server's
+  `cozy_event_loop_lag_seconds` histogram) and RSS per session.
+
+`--engines stub`: STT and TTS are instant stand-ins (the stub upstream's /audio endpoints, through
+the real remote providers) and the LLM is the stub: measures the server itself.
+`--engines local`: bundled Whisper tiny.en, piper and Silero, with the stub LLM.
+
+    python benchmarks/realtime_latency.py --engines stub --sessions 50 --turns 4
+    python benchmarks/realtime_latency.py --engines local --sessions 1 --turns 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+import websockets  # noqa: E402
+import yaml  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from tests.support.procs import free_port, start_process, start_stub_llm, wait_http_ok  # noqa: E402
+
+KEY = "cozy-bench-realtime-key-0123456789abcdef"
+PHRASE = "What time is it in Paris right now?"
+
+
+def speech_clip() -> bytes:
+    """The phrase spoken by the bundled piper voice, as PCM16 24 kHz mono."""
+    from cozy_media.audio.resample import resample
+    from cozy_media.tts.piper import PiperTTS
+
+    async def make() -> bytes:
+        tts = PiperTTS()
+        await tts.initialize()
+        audio = await tts.synthesize(PHRASE, voice="joe")
+        return resample(audio.samples, audio.sample_rate, 24000).astype("<i2").tobytes()
+
+    return asyncio.run(make())
+
+
+def config_dir(engines: str, stub_url: str, tmp: Path) -> Path:
+    target = tmp / "config"
+    shutil.copytree(ROOT / "config", target)
+    if engines == "stub":
+        path = target / "engines.yaml"
+        doc = yaml.safe_load(path.read_text())
+        doc["stt"].update(provider="openai", options={"base_url": stub_url, "model": "whisper-1"})
+        doc["tts"].update(provider="openai", options={"base_url": stub_url, "model": "tts-1", "voices": ["alloy"]},
+                          default_voice="alloy", voice_aliases={"joe": "alloy"})
+        path.write_text(yaml.safe_dump(doc))
+    (tmp / "personalities").symlink_to(ROOT / "personalities")
+    return target
+
+
+class Session:
+    def __init__(self, url: str, clip: bytes, frame_ms: int, turns: int, silence_ms: int) -> None:
+        self.url, self.clip, self.turns = url, clip, turns
+        self.frame = 48 * frame_ms  # bytes of PCM16 24 kHz
+        self.frame_s = frame_ms / 1000
+        self.silence_ms = silence_ms
+        self.results: list[dict[str, Any]] = []
+        self.lost = 0
+        self.speak = asyncio.Event()  # set: the microphone plays the clip next
+        self.spoke = asyncio.Event()  # set: the clip has been sent
+        self.speech_end = self.onset = 0.0
+
+    async def run(self) -> None:
+        headers = {"Authorization": f"Bearer {KEY}"}
+        async with websockets.connect(self.url, additional_headers=headers, max_size=None) as ws:
+            self.ws = ws
+            self.events: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue()
+            reader = asyncio.create_task(self._read())
+            vad = {"type": "server_vad", "silence_duration_ms": self.silence_ms, "prefix_padding_ms": 300}
+            await ws.send(json.dumps({"type": "session.update",
+                                      "session": {"type": "realtime", "audio": {"input": {"turn_detection": vad}}}}))
+            self.mic = asyncio.create_task(self._microphone())
+            try:
+                for turn in range(self.turns):
+                    await self._turn(barge=turn % 2 == 1)
+            finally:
+                self.mic.cancel()
+                reader.cancel()
+
+    async def _read(self) -> None:
+        async for raw in self.ws:
+            self.events.put_nowait((time.perf_counter(), json.loads(raw)))
+
+    async def _microphone(self) -> None:
+        """A live microphone: silence, or the clip when `self.speak` is set; paced by the clock."""
+        silence = b"\0" * self.frame
+        next_at = time.perf_counter()
+        while True:
+            data = [silence]
+            if self.speak.is_set():
+                data = [self.clip[i : i + self.frame] for i in range(0, len(self.clip), self.frame)]
+                self.speak.clear()
+            for i, piece in enumerate(data):
+                if len(data) > 1 and i == 0:
+                    self.onset = time.perf_counter()
+                await self.ws.send(json.dumps({"type": "input_audio_buffer.append",
+                                               "audio": base64.b64encode(piece).decode()}))
+                next_at += self.frame_s
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+            if len(data) > 1:
+                self.speech_end = time.perf_counter()
+                self.spoke.set()
+
+    async def _next(self, timeout: float = 30.0) -> tuple[float, dict[str, Any]]:
+        return await asyncio.wait_for(self.events.get(), timeout)
+
+    async def _turn(self, barge: bool) -> None:
+        while not self.events.empty():
+            self.events.get_nowait()
+        self.spoke.clear()
+        self.speak.set()
+        r: dict[str, Any] = {"barge": barge}
+        try:
+            stopped = first_audio = last_audio = started2 = speech_end = None
+            barged = False
+            while True:
+                t, ev = await self._next()
+                kind = ev["type"]
+                if kind == "input_audio_buffer.speech_stopped" and stopped is None:
+                    stopped = t
+                    speech_end = self.speech_end
+                elif kind == "response.output_audio.delta":
+                    first_audio = first_audio or t
+                    last_audio = t
+                    if barge and not barged and t - first_audio > 0.6:
+                        barged = True
+                        self.spoke.clear()
+                        self.speak.set()  # talk over the reply
+                elif kind == "input_audio_buffer.speech_started" and barged and started2 is None:
+                    started2 = t
+                elif kind == "response.done":
+                    await self.spoke.wait()
+                    r["status"] = ev["response"]["status"]
+                    break
+            r["eos_to_first_audio_ms"] = _ms(first_audio, speech_end)
+            r["stopped_to_first_audio_ms"] = _ms(first_audio, stopped)
+            if barged:
+                r["onset_to_last_audio_ms"] = _ms(last_audio, self.onset)
+                r["started_to_last_audio_ms"] = _ms(last_audio, started2)
+                # The interrupting speech is itself a user turn: let it finish and be answered.
+                while True:
+                    _, ev = await self._next()
+                    if ev["type"] == "response.done":
+                        break
+            self.results.append(r)
+        except TimeoutError:
+            self.lost += 1
+
+
+def _ms(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else round((a - b) * 1000, 1)
+
+
+def pct(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return round(values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))], 1)
+
+
+def lag_p99(before: dict[float, float], after: dict[float, float]) -> float | None:
+    """p99 (ms, bucket upper bound) of the loop-lag histogram between two scrapes."""
+    deltas = {le: after.get(le, 0) - before.get(le, 0) for le in after}
+    total = deltas.get(float("inf"), 0)
+    if total <= 0:
+        return None
+    for le in sorted(deltas):
+        if deltas[le] >= 0.99 * total:
+            return round(le * 1000, 1)
+    return None
+
+
+def scrape_lag(root: str) -> dict[float, float]:
+    text = httpx.get(f"{root}/metrics", timeout=10).text
+    out: dict[float, float] = {}
+    for fam in text_string_to_metric_families(text):
+        if fam.name == "cozy_event_loop_lag_seconds":
+            for s in fam.samples:
+                if s.name.endswith("_bucket"):
+                    out[float(s.labels["le"])] = s.value
+    return out
+
+
+def rss_mb(pid: int) -> float:
+    total = 0
+    for p in [pid, *[int(c) for c in _children(pid)]]:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total / 1024
+
+
+def _children(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return []
+
+
+async def drive(url: str, clip: bytes, args: argparse.Namespace) -> list[Session]:
+    sessions = [Session(url, clip, args.frame_ms, args.turns, args.silence_ms) for _ in range(args.sessions)]
+    tasks = []
+    for s in sessions:  # stagger starts so turns do not all line up
+        tasks.append(asyncio.create_task(s.run()))
+        await asyncio.sleep(args.stagger_ms / 1000)
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for s, res in zip(sessions, results, strict=True):
+        if isinstance(res, BaseException):
+            print(f"session failed: {res!r}", file=sys.stderr)
+            s.lost += args.turns - len(s.results)
+    return sessions
+
+
+def summarize(sessions: list[Session]) -> dict[str, Any]:
+    rs = [r for s in sessions for r in s.results]
+
+    def col(key: str, barge: bool | None = None) -> list[float]:
+        return [r[key] for r in rs if r.get(key) is not None and (barge is None or r["barge"] == barge)]
+
+    out: dict[str, Any] = {"turns": len(rs), "replies_lost": sum(s.lost for s in sessions)}
+    for key in ("eos_to_first_audio_ms", "stopped_to_first_audio_ms", "onset_to_last_audio_ms",
+                "started_to_last_audio_ms"):
+        values = col(key)
+        out[key] = {"p50": pct(values, 50), "p95": pct(values, 95), "n": len(values)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--engines", choices=["stub", "local"], default="stub")
+    ap.add_argument("--sessions", type=int, default=1)
+    ap.add_argument("--turns", type=int, default=4)
+    ap.add_argument("--frame-ms", type=int, default=40)
+    ap.add_argument("--silence-ms", type=int, default=300, help="server_vad silence_duration_ms")
+    ap.add_argument("--stagger-ms", type=int, default=97)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/realtime_latency.json"))
+    args = ap.parse_args(argv)
+
+    clip = speech_clip()
+    stub = start_stub_llm(ttft_ms=50, token_ms=5)
+    tmp = Path(tempfile.mkdtemp(prefix="cozy-rt-bench-"))
+    server = None
+    try:
+        cfg = config_dir(args.engines, stub.base_url, tmp)
+        port = free_port()
+        env = {"COZY_LLM_BASE_URL": stub.base_url, "COZY_LLM_MODEL": "stub-model", "COZY_LLM_API_KEY": "stub",
+               "COZY_BOOTSTRAP_ADMIN_KEY": KEY, "COZY_LOG_LEVEL": "warning", "COZY_DATA_DIR": str(tmp / "data"),
+               "COZY_RATE_LIMIT_RPM": "1000000", "COZY_RATE_LIMIT_BURST": "100000"}
+        server = start_process([sys.executable, "-m", "cozy_http.cli", "serve", "--host", "127.0.0.1", "--port",
+                                str(port), "--config", str(cfg)], None, env=env)
+        root = f"http://127.0.0.1:{port}"
+        wait_http_ok(f"{root}/ready", timeout=120, process=server)
+        rss0 = rss_mb(server.pid)
+        lag0 = scrape_lag(root)
+        started = time.perf_counter()
+        sessions = asyncio.run(drive(f"ws://127.0.0.1:{port}/v1/realtime?model=stub-model", clip, args))
+        elapsed = time.perf_counter() - started
+        rss1 = rss_mb(server.pid)
+        summary = summarize(sessions)
+        summary.update(
+            engines=args.engines, sessions=args.sessions, turns_per_session=args.turns, frame_ms=args.frame_ms,
+            silence_ms=args.silence_ms, wall_s=round(elapsed, 1), loop_lag_p99_ms=lag_p99(lag0, scrape_lag(root)),
+            rss_mb_before=round(rss0, 1), rss_mb_after=round(rss1, 1),
+            rss_mb_per_session=round((rss1 - rss0) / max(1, args.sessions), 2),
+            machine={"cpus": os.cpu_count(), "python": platform.python_version()},
+        )
+    finally:
+        if server is not None:
+            server.stop()
+        stub.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(summary, indent=2))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(summary, indent=2))
+    return 1 if summary["replies_lost"] else 0
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    raise SystemExit(main())
