@@ -12,8 +12,11 @@ import asyncio
 import json
 import os
 import platform
+import secrets
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -194,11 +197,15 @@ def _cpu_seconds(pgid: int | None) -> float | None:
     return total
 
 
-async def run_phase(target: Target, n: int, c: int, stream: bool, pgids: dict[str, int | None]) -> dict:
-    """N requests at concurrency C against one target; latency percentiles, req/s, errors, CPU."""
-    body = orjson.dumps({"model": "stub-model", "messages": [{"role": "user", "content": "hello"}],
-                         **({"stream": True} if stream else {})})
-    raw = target.raw_request(body)
+async def run_phase(target: Target, n: int, c: int, stream: bool, pgids: dict[str, int | None],
+                    session: str | None = None) -> dict:
+    """N requests at concurrency C against one target; latency percentiles, req/s, errors, CPU.
+    With `session`, worker i sends `cozy.session_id = <session>-<i>` (a persisted conversation each;
+    one turn at a time per session, as a real client does)."""
+    base = {"model": "stub-model", "messages": [{"role": "user", "content": "hello"}],
+            **({"stream": True} if stream else {})}
+    bodies = [orjson.dumps({**base, "cozy": {"session_id": f"{session}-{i}"}} if session else base) for i in range(c)]
+    raws = [target.raw_request(b) for b in bodies]
     latencies: list[float] = []
     firsts: list[float] = []
     errors: Counter[str] = Counter()
@@ -208,7 +215,7 @@ async def run_phase(target: Target, n: int, c: int, stream: bool, pgids: dict[st
         for _ in tickets:
             try:
                 async with asyncio.timeout(120):
-                    total, first = await target.one(i, body, raw, stream)
+                    total, first = await target.one(i, bodies[i], raws[i], stream)
             except Exception as exc:
                 errors[f"{type(exc).__name__}: {str(exc)[:160]}"] += 1
                 conn = target.conns[i]
@@ -242,13 +249,17 @@ def _stats(prefix: str, values: list[float]) -> dict[str, float | None]:
             f"{prefix}p99_ms": round(q[98], 3), f"{prefix}mean_ms": round(statistics.fmean(values), 3)}
 
 
-def start_cozy(stub_url: str, api_key: str | None) -> tuple[ManagedProcess, str]:
-    """Start CozyEngine on a free port against the stub; ready once GET /health answers 200."""
+def start_cozy(stub_url: str, api_key: str | None, data_dir: str | None = None) -> tuple[ManagedProcess, str]:
+    """Start CozyEngine on a free port against the stub; ready once GET /health answers 200.
+    Its database: DATABASE_URL if set, else an embedded PostgreSQL under `data_dir` (a fresh temp
+    folder, so runs never share state). The rate limit is lifted: this measures latency, not policy."""
     port = free_port()
     venv_python = ROOT / ".venv" / "bin" / "python"
     python = str(venv_python) if venv_python.exists() else sys.executable
     env = {"COZY_LLM_BASE_URL": stub_url, "COZY_LLM_API_KEY": "stub", "COZY_LLM_MODEL": "stub-model",
-           "COZY_LOG_LEVEL": "warning", **({"COZY_BOOTSTRAP_ADMIN_KEY": api_key} if api_key else {})}
+           "COZY_LOG_LEVEL": "warning", "COZY_RATE_LIMIT_RPM": "100000000", "COZY_RATE_LIMIT_BURST": "1000000",
+           **({"COZY_DATA_DIR": data_dir} if data_dir and not os.environ.get("DATABASE_URL") else {}),
+           **({"COZY_BOOTSTRAP_ADMIN_KEY": api_key} if api_key else {})}
     args = [python, "-m", "cozy_http.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     proc = start_process(args, None, env=env)
     wait_http_ok(f"http://127.0.0.1:{port}/health", timeout=60, process=proc)
@@ -266,6 +277,8 @@ def report(results: dict[str, dict[str, Any]]) -> list[str]:
     lines = [cols + f"{'1st p50':>9}{'1st p99':>9}   cpu ms/req client/stub/cozy"]
     for mode, res in results.items():
         for name in ("direct", "cozy"):
+            if name not in res:
+                continue
             r = res[name]
             cpu = "/".join(_fmt(r["cpu_ms_per_req"].get(k)) for k in ("client", "stub", "cozy"))
             lines.append(f"{mode:<10}{name:<8}{r['ok']:>7}{r['errors']:>5}" + "".join(
@@ -274,6 +287,8 @@ def report(results: dict[str, dict[str, Any]]) -> list[str]:
                 f"{_fmt(r.get('first_content_p99_ms')):>9}   {cpu}")
     lines.append("")
     for mode, res in results.items():
+        if "direct" not in res:  # a persisted mode: compared with its non-persisted twin below
+            continue
         d, z = res["direct"], res["cozy"]
         keys = ["p50_ms", "p95_ms", "p99_ms"] + (["first_content_p50_ms", "first_content_p99_ms"]
                                                  if mode == "stream" else [])
@@ -288,6 +303,18 @@ def report(results: dict[str, dict[str, Any]]) -> list[str]:
                                                         for k, v in over.items()))
         lines.append(" " * 19 + "targets: " + "  ".join(
             f"{k} {'ok' if met else 'MISSED'}" for k, met in res["targets_met"].items()))
+    for mode, res in results.items():
+        plain = results.get(mode.removesuffix("+persist"), {})
+        if mode.endswith("+persist") and "cozy" in plain and "direct" in plain:
+            keys = ["p50_ms", "p95_ms", "p99_ms"]
+            cost = {k: None if res["cozy"].get(k) is None or plain["cozy"].get(k) is None
+                    else round(res["cozy"][k] - plain["cozy"][k], 3) for k in keys}
+            over = {k: None if res["cozy"].get(k) is None or plain["direct"].get(k) is None
+                    else round(res["cozy"][k] - plain["direct"][k], 3) for k in keys}
+            res["persist_cost_ms"], res["overhead_ms"] = cost, over
+            lines.append(f"persisted {mode.removesuffix('+persist'):<8} turn cost vs stateless  " + "  ".join(
+                f"{k.removesuffix('_ms')} {_fmt(v)} ms" for k, v in cost.items()) + "   overhead vs direct  " +
+                "  ".join(f"{k.removesuffix('_ms')} {_fmt(v)} ms" for k, v in over.items()))
     return lines
 
 
@@ -312,6 +339,13 @@ async def bench(args: argparse.Namespace, stub_url: str, cozy_url: str, pgids: d
                 res[target.name] = await run_phase(target, args.requests, args.concurrency, stream, pgids)
                 print(f"  {mode} {target.name}: {res[target.name]['rps']:.0f} req/s", file=sys.stderr)
             results[mode] = res
+            if args.persist:  # the same requests through CozyEngine, each worker in its own stored session
+                tag = f"bench-{int(time.time())}-{mode}"
+                pres: dict[str, Any] = {"warmup_cozy": await run_phase(cozy, warm, args.concurrency, stream, pgids,
+                                                                       tag)}
+                pres["cozy"] = await run_phase(cozy, args.requests, args.concurrency, stream, pgids, tag)
+                print(f"  {mode}+persist cozy: {pres['cozy']['rps']:.0f} req/s", file=sys.stderr)
+                results[f"{mode}+persist"] = pres
     finally:
         for target in (direct, cozy):
             await target.close()
@@ -332,16 +366,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cozy-url", help="use this running server (http://host:port) instead of starting one")
     p.add_argument("--api-key", help="Bearer key for CozyEngine (default: env COZY_API_KEY)")
     p.add_argument("--client", choices=["raw", "httpx"], default="raw", help="load generator (see README)")
+    p.add_argument("--persist", action="store_true",
+                   help="also run every mode with cozy.session_id set (history loaded, turns stored in PostgreSQL)")
     args = p.parse_args(argv)
     args.modes = args.modes or [False, True]
     api_key = args.api_key or os.environ.get("COZY_API_KEY")
+    if api_key is None and not args.cozy_url:
+        api_key = args.api_key = "cozy-bench-" + secrets.token_urlsafe(24)  # bootstrap admin key of our server
     cozy_proc: ManagedProcess | None = None
+    data_dir: str | None = None
     with start_stub_llm(args.ttft_ms, args.token_ms, args.tokens) as stub:
         try:
             if args.cozy_url:
                 cozy_url = args.cozy_url
             else:
-                cozy_proc, cozy_url = start_cozy(stub.base_url, api_key)
+                data_dir = tempfile.mkdtemp(prefix="cozy-bench-")
+                cozy_proc, cozy_url = start_cozy(stub.base_url, api_key, data_dir)
             pgids = {"stub": stub.process.pid, "cozy": cozy_proc.pid if cozy_proc else None}
             try:
                 import uvloop
@@ -351,7 +391,9 @@ def main(argv: list[str] | None = None) -> int:
                 results = uvloop.run(bench(args, stub.base_url, cozy_url, pgids))
         finally:
             if cozy_proc is not None:
-                cozy_proc.stop()
+                cozy_proc.stop(grace=20)  # graceful: the embedded PostgreSQL is stopped by the server
+            if data_dir:
+                shutil.rmtree(data_dir, ignore_errors=True)
     lines = report(results)
     print("\n".join(lines))
     failed = 0
