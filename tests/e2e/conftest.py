@@ -11,6 +11,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -71,7 +72,10 @@ class CozyServer:
 
 
 def start_cozy_server(
-    upstream: StubLLMServer, extra_env: dict[str, str] | None = None, timeout: float = 60
+    upstream: StubLLMServer,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 60,
+    config_dir: Path | None = None,
 ) -> CozyServer:
     """Start `cozy serve` on a free port against `upstream`; raise with the server's output if it
     exits or does not answer /health in time.
@@ -110,7 +114,7 @@ def start_cozy_server(
         "--port",
         str(port),
         "--config",
-        str(REPO_ROOT / "config"),
+        str(config_dir or REPO_ROOT / "config"),  # another dir: e.g. a copy of config/ with test MCP servers
     ]
     process = start_process(args, None, env=env)
     root = f"http://127.0.0.1:{port}"
