@@ -7,11 +7,17 @@ control reads.
 Two lanes: `run` for real inference (Whisper, piper, LLM: tens to hundreds of ms per job) and
 `run_light` for sub-millisecond jobs (Silero VAD over a few 32 ms chunks). The light lane has its
 own thread so a session's VAD, which decides barge-in, never waits behind a Whisper decode.
+
+Inference threads run at a lower CPU priority (nice +10 on Linux; the threads CTranslate2 and
+onnxruntime start from them inherit it): when the cores are saturated, the event loop and the
+VAD lane still get the CPU the moment they need it, so /health and barge-in stay fast.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,12 +28,21 @@ from prometheus_client import Gauge
 T = TypeVar("T")
 
 POOL_PENDING = Gauge("cozy_worker_pool_pending", "Jobs queued or running in the inference worker pool.")
+INFERENCE_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    """Thread initializer: this worker (and threads it spawns) yields the CPU to the event loop."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), INFERENCE_NICENESS)
 
 
 class InferencePool:
     def __init__(self, workers: int = 2) -> None:
         self.workers = max(1, workers)
-        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="cozy-infer")
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.workers, thread_name_prefix="cozy-infer", initializer=_lower_priority
+        )
         self._pending = 0
         self._lock = threading.Lock()
         self._light = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cozy-light")

@@ -24,7 +24,7 @@ from cozy_core.engines import EngineError, EngineOptions, Health
 
 from ..bundled import WHISPER_TINY_EN, bundled_file
 from ..workers import get_pool
-from .base import Segment, STTEngine, Transcript, Word
+from .base import SAMPLE_RATE, Segment, STTEngine, Transcript, Word
 from .whisper_short import ShortFormDecoder
 
 _models: dict[tuple[Any, ...], tuple[Any, ShortFormDecoder]] = {}
@@ -119,6 +119,7 @@ class FasterWhisperSTT(STTEngine):
         key = (self._source(), o.device, o.compute_type, o.cpu_threads, o.num_workers, o.download, o.download_root)
         try:
             self._model, self._short = await get_pool().run(_load, key)
+            await get_pool().run(self._warm_up)
         except EngineError:
             raise
         except Exception as exc:
@@ -127,6 +128,11 @@ class FasterWhisperSTT(STTEngine):
 
     async def health_check(self) -> Health:
         return Health(self._model is not None, self._error or ("" if self._model else "model not loaded"))
+
+    def _warm_up(self) -> None:
+        """One throw-away decode: CTranslate2's first call allocates, and should not be a user's."""
+        if self._short is not None:
+            self._short.decode(np.zeros(SAMPLE_RATE // 2, dtype=np.float32), language=None, prompt=None)
 
     def _kwargs(self, language: str | None, prompt: str | None, word_timestamps: bool) -> dict[str, Any]:
         return {

@@ -91,7 +91,8 @@ class PiperTTS(TTSEngine):
         for name, spec in self.options.voices.items():
             model, config = self._paths(spec)
             try:
-                self._loaded[name] = await get_pool().run(_load, model, config, self.options.threads)
+                voice = self._loaded[name] = await get_pool().run(_load, model, config, self.options.threads)
+                await get_pool().run(lambda v=voice: list(v.synthesize("Hello.")))  # first run allocates
             except Exception as exc:
                 self._error = f"cannot load piper voice {name!r}: {exc}"
                 raise EngineError(self._error, code="ENGINE_UNAVAILABLE", status=503) from exc

@@ -156,3 +156,13 @@ def speech_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpeechSe
 def client(speech_server: SpeechServer) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=speech_server.base_url, api_key="unused", max_retries=0, timeout=60) as c:
         yield c
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:  # type: ignore[type-arg]
+    """On a failing e2e speech test, attach the server's recent output to the report."""
+    outcome = yield
+    report = outcome.get_result()
+    server = getattr(item, "funcargs", {}).get("speech_server")
+    if report.failed and server is not None:
+        report.sections.append(("cozy serve output", server.process.output()[-6000:]))
