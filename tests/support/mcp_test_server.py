@@ -26,8 +26,12 @@ class FilteredServer(MCPServer):
         path = os.environ.get("MCP_TEST_TOOLS_FILE")
         if not path:
             return tools
-        wanted = set(Path(path).read_text().split())
+        wanted = _listed(path)
         return [t for t in tools if t.name in wanted]
+
+
+def _listed(path: str) -> set[str]:
+    return set(Path(path).read_text().split())
 
 
 server = FilteredServer("cozy-test")
