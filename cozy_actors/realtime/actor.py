@@ -15,6 +15,7 @@ from typing import Any
 from cozy_actors.conversation.handle import TurnFinished
 from cozy_actors.conversation.resolve import Resolved
 from cozy_actors.runtime import Actor, StopReason
+from cozy_core.errors import CozyError
 
 from .audio_in import AudioEvent
 from .response import Emit
@@ -37,6 +38,14 @@ _STOP_CODES = {
 @dataclass(slots=True)
 class ClientEvent:
     event: Any
+
+
+@dataclass(slots=True)
+class AppendAudio:
+    """Input audio as bytes in the session's input format: what `input_audio_buffer.append` carries,
+    without the base64 round trip (the WebRTC transport already holds PCM)."""
+
+    pcm: bytes
 
 
 class RealtimeActor(Actor):
@@ -108,6 +117,12 @@ class RealtimeActor(Actor):
         if isinstance(message, ClientEvent):
             self.touch()
             await self.session.handle(message.event)
+        elif isinstance(message, AppendAudio):
+            self.touch()
+            try:
+                await self.session.append_audio(message.pcm)
+            except CozyError as exc:
+                self.session._error(exc.message, exc.code, exc.param, None)
         elif isinstance(message, AudioEvent):
             if self.session.voice is not None:
                 self.session.voice.on_event(message)

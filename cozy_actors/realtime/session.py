@@ -178,6 +178,10 @@ class RealtimeSession:
             data = base64.b64decode(audio, validate=True)
         except (binascii.Error, ValueError):
             raise RealtimeError("'audio' is not valid base64", code="invalid_audio", param="audio") from None
+        await self.append_audio(data)
+
+    async def append_audio(self, data: bytes) -> None:
+        """Input audio already decoded, in the session's input format (WebRTC feeds PCM here directly)."""
         fmt = self.config.audio.input.format
         if fmt.type == "audio/pcm" and len(data) % 2:
             raise RealtimeError("audio/pcm needs whole 16-bit samples (even byte count)", "invalid_audio", "audio")
