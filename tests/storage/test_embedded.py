@@ -3,6 +3,9 @@ kept across a restart, and no server process left behind after stop."""
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import psutil
 from cozy_actors.storage.db import Database
 from cozy_actors.storage.embedded import EmbeddedPostgres
 from cozy_actors.storage.migrate import migrate
+from tests.support.procs import start_process
 
 
 def servers_for(pgdata: Path) -> list[psutil.Process]:
@@ -57,3 +61,30 @@ async def test_embedded_first_start_restart_and_clean_stop(tmp_path: Path) -> No
         await again.stop()
     assert not servers_for(pgdata)
     print(f"embedded PostgreSQL restart: {restart_s:.2f} s")
+
+
+CHILD = """
+import asyncio, sys
+from pathlib import Path
+from cozy_actors.storage.embedded import EmbeddedPostgres
+
+async def main():
+    await EmbeddedPostgres(Path(sys.argv[1])).start()
+    print("EMBEDDED_READY", flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+def test_a_killed_owner_does_not_leave_postgres_running(tmp_path: Path) -> None:
+    """SIGKILL of the owning process (and its process group): the watchdog stops PostgreSQL."""
+    pgdata = tmp_path / "killed" / "postgres"
+    owner = start_process([sys.executable, "-c", CHILD, str(pgdata)], r"EMBEDDED_READY", timeout=60)
+    assert servers_for(pgdata)
+    os.killpg(owner.pid, signal.SIGKILL)
+    owner.stop()
+    deadline = time.monotonic() + 20
+    while servers_for(pgdata) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not servers_for(pgdata), "PostgreSQL outlived its killed owner"
