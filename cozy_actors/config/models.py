@@ -59,12 +59,51 @@ class AppConfig(_Strict):
     _none = field_validator("data_dir", mode="before")(_empty_to_none)
 
 
+class WebRTCConfig(_Strict):
+    """FastRTC/WebRTC voice calls (`POST {path}/webrtc/offer`) and the Gradio call page at `ui_path`."""
+
+    enabled: bool = True
+    path: str = "/v1/rtc"  # behind the bearer middleware like the rest of /v1
+    ui_path: str | None = "/ui"  # empty: no call page; the page does its own login (see README)
+    concurrency_limit: int = Field(50, ge=1)  # peer connections open at once (offer endpoint and page together)
+    time_limit_s: float | None = Field(None, gt=0)  # hard cap per call; the session's max_duration_s applies anyway
+    connect_timeout_s: float = Field(30.0, gt=0)  # a call whose peer never connects is released after this
+    silence_duration_ms: int = Field(500, ge=100, le=5000)  # server VAD: silence that ends the caller's turn
+    preload: bool = False  # load fastrtc/gradio at start-up (seconds of CPU) instead of on the first call
+    ice_servers: list[dict[str, Any]] = []  # STUN/TURN for both peers; none by default (no public servers)
+
+    _none = field_validator("ui_path", "time_limit_s", mode="before")(_empty_to_none)
+
+    @field_validator("path", "ui_path")
+    @classmethod
+    def _mount_path(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("/") or value.endswith("/") or len(value) < 2):
+            raise ValueError("must start with '/' and not end with '/' (e.g. /v1/rtc)")
+        return value
+
+    @field_validator("ice_servers")
+    @classmethod
+    def _ice(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for server in value:
+            if not server.get("urls"):
+                raise ValueError("every ICE server needs 'urls'")
+        return value
+
+
 class ApiConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     cors_origins: list[str] = []
     max_body_bytes: int = Field(26_214_400, ge=1024)
     docs_enabled: bool = True
+    webrtc: WebRTCConfig = WebRTCConfig()
+
+    @model_validator(mode="after")
+    def _webrtc_paths(self) -> ApiConfig:
+        w = self.webrtc
+        if w.ui_path is not None and (w.path == w.ui_path or w.path.startswith(w.ui_path + "/")):
+            raise ValueError("webrtc.path must not be under webrtc.ui_path (the page is public, the offer is not)")
+        return self
 
 
 class LLMModelConfig(_Strict):
