@@ -270,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     clip = speech_clip()
-    stub = start_stub_llm(ttft_ms=50, token_ms=5)
+    # stub engines: an instant LLM too (the server itself is measured); local: a fast real-ish LLM.
+    stub = start_stub_llm(ttft_ms=0, token_ms=0) if args.engines == "stub" else start_stub_llm(ttft_ms=50, token_ms=5)
     tmp = Path(tempfile.mkdtemp(prefix="cozy-rt-bench-"))
     server = None
     try:

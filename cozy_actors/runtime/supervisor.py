@@ -135,7 +135,9 @@ class Supervisor:
         if policy.max_loop_lag_s is not None:
             if not self.loadmon.running:
                 self.loadmon.start()
-            lag = self.loadmon.lag_s
+            # Smoothed, not the worst recent probe: one GC pause or model load must not turn callers
+            # away; sustained lag (the process really is full) must.
+            lag = self.loadmon.ewma_s
             if lag > policy.max_loop_lag_s:
                 raise SupervisorFull(
                     f"event loop overloaded: lag {lag * 1000:.0f} ms exceeds the "
