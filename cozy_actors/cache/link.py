@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -124,9 +124,3 @@ class RedisLink:
                 except Exception:  # closing a dead connection must not fail shutdown
                     pass
 
-
-async def safely(link: RedisLink | None, component: str, fn: Callable[[aioredis.Redis], Awaitable[T]]) -> Any:
-    """`link.call(...)`, or RedisDown when there is no Redis at all."""
-    if link is None:
-        raise RedisDown("no redis configured")
-    return await link.call(component, fn)

@@ -62,14 +62,6 @@ class PgUserStore:
     async def count(self) -> int:
         return int(await self.db.fetchval("user.count", "SELECT count(*) FROM users"))
 
-    async def list(self) -> list[UserRecord]:
-        rows = await self.db.fetch("user.list", f"SELECT {_USER_COLS} FROM users ORDER BY created_at, name")
-        return [_user(r) for r in rows]
-
-    async def set_password(self, user_id: str, password_hash: str) -> None:
-        await self.db.execute("user.password", "UPDATE users SET password_hash = $2 WHERE id = $1", user_id,
-                              password_hash)
-
     async def add_key(
         self,
         user_id: str,
