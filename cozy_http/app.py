@@ -24,6 +24,7 @@ from .middleware import RequestContextMiddleware
 from .openapi import build_openapi, docs, openapi_json
 from .realtime.transport import realtime_endpoint
 from .routes import admin, audio, audio_stream, chat, meta, sessions, speech
+from .webrtc import WebRTCGateway
 
 log = logging.getLogger("cozy.http")
 
@@ -39,13 +40,18 @@ def create_app(settings: Settings, services: CozyServices | None = None) -> Star
     """Build the app; `services.build()` runs here so bad configuration fails before binding."""
     services = services or CozyServices(settings)
     services.build()
+    webrtc = WebRTCGateway(settings, services) if settings.api.webrtc.enabled else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.start()
         try:
+            if webrtc is not None:
+                await webrtc.start()
             yield
         finally:
+            if webrtc is not None:
+                await webrtc.stop()  # calls end before the actors' supervisor goes
             await services.stop()
 
     routes = [
@@ -77,6 +83,8 @@ def create_app(settings: Settings, services: CozyServices | None = None) -> Star
         Route("/ready", meta.ready, methods=["GET"]),
         Route("/metrics", meta.metrics, methods=["GET"]),
     ]
+    if webrtc is not None:
+        routes += webrtc.routes()  # POST {path}/webrtc/offer and the /ui call page
     if settings.api.docs_enabled:
         routes += [
             Route("/openapi.json", openapi_json, methods=["GET"]),
@@ -98,7 +106,8 @@ def create_app(settings: Settings, services: CozyServices | None = None) -> Star
             )
         )
     # Innermost: CORS preflights are answered without a token; everything else not public needs one.
-    middleware.append(Middleware(AuthMiddleware, services=services, public_paths=settings.security.public_paths))
+    public = [*settings.security.public_paths, *(webrtc.public_paths() if webrtc else [])]  # /ui signs in itself
+    middleware.append(Middleware(AuthMiddleware, services=services, public_paths=public))
     app = Starlette(
         routes=routes,
         middleware=middleware,
@@ -111,5 +120,6 @@ def create_app(settings: Settings, services: CozyServices | None = None) -> Star
     )
     app.state.services = services
     app.state.settings = settings
+    app.state.webrtc = webrtc
     app.state.openapi = build_openapi(package_version())
     return app

@@ -1,0 +1,100 @@
+"""The fastrtc handler of a call: a thin adapter between fastrtc's audio loop and the call's bridge.
+
+Not `ReplyOnPause`: that one runs its own VAD (a model from the hub) and only stops talking once
+the caller's new utterance has ended. Here VAD, STT, the turn and paced TTS all live in the
+Realtime actor; this class moves frames and makes barge-in drop queued audio at once.
+Imports fastrtc: loaded lazily by the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from fastrtc import AsyncStreamHandler, CloseStream, get_current_context, wait_for_item
+
+from cozy_core.errors import CozyError
+
+from .bridge import CLOSE, SESSION_RATE, CallBridge, encode_message
+
+if TYPE_CHECKING:
+    from .gateway import WebRTCGateway
+
+log = logging.getLogger("cozy.webrtc")
+# fastrtc resamples every incoming frame anyway (PyAV, to `input_sample_rate`): asking it for the
+# session's 24 kHz saves a second pass, and soxr's HQ stream filter would hold back ~30 ms of speech.
+INPUT_RATE = SESSION_RATE
+
+
+class CallHandler(AsyncStreamHandler):
+    def __init__(self, gateway: WebRTCGateway) -> None:
+        super().__init__(expected_layout="mono", output_sample_rate=SESSION_RATE, input_sample_rate=INPUT_RATE)
+        self.gateway = gateway
+        self.bridge: CallBridge | None = None
+        self._early: asyncio.Queue[Any] = asyncio.Queue()  # a CloseStream when the call fails to start
+
+    def copy(self) -> CallHandler:
+        """fastrtc builds one handler per peer connection from the template."""
+        return CallHandler(self.gateway)
+
+    async def start_up(self) -> None:
+        """Claim the call the offer route opened or, for the /ui page, open it from the page's inputs."""
+        webrtc_id = get_current_context().webrtc_id
+        bridge = self.gateway.claim(webrtc_id)
+        if bridge is None:
+            try:
+                bridge = await self._open_from_page(webrtc_id)
+            except CozyError as exc:
+                self._fail(exc.message)
+                return
+        self.bridge = bridge
+        bridge.attach(self)
+
+    async def _open_from_page(self, webrtc_id: str) -> CallBridge:
+        try:
+            async with asyncio.timeout(self.gateway.cfg.connect_timeout_s):
+                await self.wait_for_args()  # the page answers fastrtc's send_input with its inputs
+        except TimeoutError:
+            raise CozyError("the call page sent no call settings", code="TIMEOUT", status=408) from None
+        args = list(self.latest_args[1:])
+        if len(args) != 2 or not isinstance(args[0], str | None):
+            raise CozyError("this call was not started from the call page", code="VALIDATION_ERROR", status=400)
+        personality_id, user = args
+        principal = await self.gateway.page_principal(user)
+        return await self.gateway.open_call(webrtc_id, principal, personality_id=personality_id)
+
+    def _fail(self, message: str) -> None:
+        log.info("webrtc call refused: %s", message)
+        self.post({"type": "error", "message": message})
+        self._early.put_nowait(CloseStream(message))
+
+    async def receive(self, frame: tuple[int, np.ndarray]) -> None:
+        bridge = self.bridge
+        if bridge is not None:
+            bridge.feed(frame[1])
+
+    async def emit(self) -> Any:
+        """Next reply chunk for fastrtc (which re-frames it to 20 ms and paces it), or None."""
+        queue = self.bridge.out if self.bridge is not None else self._early
+        item = await wait_for_item(queue, 0.05)
+        if item is CLOSE:
+            reason = self.bridge.reason if self.bridge is not None else None
+            return CloseStream(reason or "call ended")
+        return item
+
+    async def shutdown(self) -> None:
+        """fastrtc calls this when the peer connection closes: the session ends with it."""
+        if self.bridge is not None:
+            await self.bridge.close("peer connection closed")
+
+    # --- Peer (what the bridge calls) ---------------------------------------------------------
+    def clear_output(self) -> None:
+        if self._clear_queue is not None:
+            self._clear_queue()  # fastrtc's queue of encoded, not yet sent frames
+
+    def post(self, message: dict[str, Any]) -> None:
+        channel = self.channel
+        if channel is not None and channel.readyState == "open":
+            channel.send(encode_message(message))

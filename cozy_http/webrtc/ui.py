@@ -1,0 +1,106 @@
+"""The /ui call page: a small Gradio Blocks around fastrtc's WebRTC component.
+
+The page is served by Gradio from its wheel (no CDN; fonts are the system's). Sign-in is Gradio's
+login form, checked by our auth service: a user name with that user's password, or with one of
+their API keys (browsers cannot send a bearer header, and the page's offers go through Gradio's
+own API, which the login protects). The component's connections are the Stream's, so the page
+and `POST .../webrtc/offer` share one concurrency limit and one set of calls.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import gradio as gr
+from fastapi import FastAPI
+from fastrtc import WebRTC
+
+from cozy_actors.auth import tokens
+from cozy_core.errors import CozyError
+
+if TYPE_CHECKING:
+    from .gateway import WebRTCGateway
+
+INTRO = """## CozyEngine voice call
+Pick a personality, press the button and talk; interrupt whenever you like.
+Allow the microphone when the browser asks."""
+SIGN_IN = "Sign in with your CozyEngine user name and password, or your user name and one of your API keys."
+
+
+def build_page(gateway: WebRTCGateway, stream: Any) -> FastAPI:
+    """The Gradio app to mount at `webrtc.ui_path` (its lifespan must run: the gateway does it)."""
+    personalities = gateway.services.personalities
+
+    def choices() -> list[tuple[str, str]]:
+        return [(f"{p.name} ({p.id})", p.id) for p in personalities.all()]
+
+    theme = gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+    )  # the default theme would load Google Fonts
+    ice = {"iceServers": list(gateway.cfg.ice_servers)}
+    with gr.Blocks(title="CozyEngine call", theme=theme, analytics_enabled=False) as page:
+        gr.Markdown(INTRO)
+        personality = gr.Dropdown(choices(), value=personalities.default_id, label="Personality")
+        call = WebRTC(
+            label="Call",
+            modality="audio",
+            mode="send-receive",
+            rtc_configuration=ice,
+            server_rtc_configuration=ice,
+            time_limit=gateway.cfg.time_limit_s,
+            button_labels={"start": "Start call", "stop": "Hang up", "waiting": "Connecting"},
+            full_screen=False,
+        )
+
+        async def call_settings(webrtc_id: Any, personality_id: str | None, request: gr.Request) -> None:
+            """fastrtc asks for the page's inputs when a call starts (`send_input` -> tick)."""
+            wid = webrtc_id if isinstance(webrtc_id, str) else getattr(webrtc_id, "webrtc_id", None)
+            if wid:
+                stream.set_input(wid, personality_id, request.username)
+
+        call.tick(
+            call_settings,
+            inputs=[call, personality],
+            outputs=None,
+            concurrency_limit=None,
+            show_progress="hidden",
+            show_api=False,
+        )
+        page.load(lambda: gr.update(choices=choices()), outputs=personality, show_api=False)
+
+    # One pool of peer connections: the component's offers and inputs go to the Stream.
+    call.handle_offer = stream.handle_offer  # type: ignore[method-assign]
+    call.set_input = stream.set_input  # type: ignore[method-assign]
+
+    async def login(username: str, password: str) -> bool:
+        return await _login(gateway, username, password)
+
+    return gr.mount_gradio_app(
+        FastAPI(openapi_url=None, docs_url=None, redoc_url=None),
+        page,
+        path="",
+        root_path=gateway.cfg.ui_path,
+        auth=login if gateway.auth_enabled else None,
+        auth_message=SIGN_IN,
+        show_api=False,
+        ssr_mode=False,
+    )
+
+
+async def _login(gateway: WebRTCGateway, username: str, password: str) -> bool:
+    """Gradio's login check: an API key/JWT of user `username`, else `username` + password."""
+    auth = gateway.services.auth
+    token: str | None = None
+    if password.startswith(tokens.KEY_PREFIX) or tokens.looks_like_jwt(password):
+        try:
+            principal = await auth.authenticate(password, path=gateway.cfg.ui_path or "")
+            token = password if principal.name == username else None
+        except CozyError:
+            token = None
+    if token is None:
+        try:
+            token = (await auth.login(username, password)).access_token
+        except CozyError:
+            return False
+    gateway.page_tokens[username] = token
+    return True
