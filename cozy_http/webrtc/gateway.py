@@ -187,6 +187,13 @@ class WebRTCGateway:
                 status=400,
                 param="type",
             )
+        if "\nm=audio " not in body.sdp or "\nm=application " not in body.sdp:
+            raise CozyError(
+                "the offer needs an audio track (the microphone) and a data channel (label 'text')",
+                code="VALIDATION_ERROR",
+                status=400,
+                param="sdp",
+            )
         if not _WEBRTC_ID.match(wid):
             raise CozyError(
                 "'webrtc_id' must be 1-128 letters, digits or _.:-",
