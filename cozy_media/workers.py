@@ -8,9 +8,11 @@ Two lanes: `run` for real inference (Whisper, piper, LLM: tens to hundreds of ms
 `run_light` for sub-millisecond jobs (Silero VAD over a few 32 ms chunks). The light lane has its
 own thread so a session's VAD, which decides barge-in, never waits behind a Whisper decode.
 
-Inference threads run at a lower CPU priority (nice +10 on Linux; the threads CTranslate2 and
-onnxruntime start from them inherit it): when the cores are saturated, the event loop and the
-VAD lane still get the CPU the moment they need it, so /health and barge-in stay fast.
+Inference threads run at a lower CPU priority (nice +5 on Linux, `COZY_INFERENCE_NICENESS`; the
+threads CTranslate2 and onnxruntime start from them inherit it): when the cores are saturated,
+the event loop and the VAD lane still get the CPU the moment they need it, so /health and
+barge-in stay fast. (+5, not more: on a shared machine inference must not starve behind other
+processes either.)
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from prometheus_client import Gauge
 T = TypeVar("T")
 
 POOL_PENDING = Gauge("cozy_worker_pool_pending", "Jobs queued or running in the inference worker pool.")
-INFERENCE_NICENESS = 10
+INFERENCE_NICENESS = int(os.environ.get("COZY_INFERENCE_NICENESS", "5"))
 
 
 def _lower_priority() -> None:

@@ -26,7 +26,7 @@ class STTConfig(_Strict):
     enabled: bool = True
     provider: str = Field("faster_whisper", min_length=1)
     options: dict[str, Any] = {}
-    partial_interval_ms: float = Field(600.0, ge=100)  # streaming: minimum spacing of partial re-decodes
+    partial_interval_ms: float = Field(400.0, ge=100)  # streaming: minimum spacing of partial re-decodes
     max_utterance_s: float = Field(28.0, gt=1, le=30)  # streaming: a longer utterance is finalized and split
     language: str | None = None  # default language when a request names none
 

@@ -58,8 +58,8 @@ class StreamingTranscriber:
         *,
         language: str | None = None,
         prompt: str | None = None,
-        partial_interval_ms: float = 600.0,
-        min_partial_audio_ms: float = 500.0,
+        partial_interval_ms: float = 400.0,
+        min_partial_audio_ms: float = 400.0,
         max_utterance_s: float = 28.0,
     ) -> None:
         self.engine = engine
