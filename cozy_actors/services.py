@@ -11,6 +11,7 @@ from typing import Any
 
 from cozy_actors.admin import AdminService
 from cozy_actors.config import Settings
+from cozy_actors.context.build import ContextConfigError, build_context
 from cozy_actors.conversation.chat import ChatService
 from cozy_actors.conversation.sessions import SessionService
 from cozy_actors.engines.llm.router import LLMRouter
@@ -72,6 +73,11 @@ class CozyServices:
         self.tools.audit = self.infra.audit  # every tool call is a tool.call audit event
         self.store = self.infra.sessions
         self.auth = self.infra.auth
+        context_file = s.files.get("context") or "config/context.yaml"
+        try:  # personalization engines; update topic registered on the queue before it starts
+            self.context = build_context(s.context, self.registry, db=self.infra.db, queue=self.infra.queue)
+        except ContextConfigError as exc:
+            raise StartupError([f"{context_file}: {p}" for p in exc.problems]) from exc
         self.ratelimit = self.infra.ratelimit
         sess = s.app.sessions
         self.loadmon = LoopLagMonitor()
@@ -98,6 +104,7 @@ class CozyServices:
             catalog=self.catalog,
             store=self.store,
             audit=self.infra.audit,
+            context=self.context,
         )
         self.sessions = SessionService(self.store, self.supervisor, self.personalities, self.infra.audit)
         self.admin = AdminService(
@@ -117,6 +124,7 @@ class CozyServices:
             catalog=self.catalog,
             store=self.store,
             speech=self.speech,
+            context=self.context,
         )
 
     async def start(self) -> None:
@@ -130,6 +138,7 @@ class CozyServices:
         except BaseException:
             await self.infra.stop()
             raise
+        await self.context.start()
         self.speech.start()  # models load in the pool in the background; /ready waits for them
         await self.tools.start()  # MCP servers, each within its connect_timeout_s; a failed one is only reported
         self.started = True
@@ -144,6 +153,7 @@ class CozyServices:
         await self.llms.close()
         await self.speech.close()
         await self.tools.close()  # stops stdio MCP server processes
+        await self.context.close()  # detached sync-mode updates finish; queued ones flush in infra.stop
         await self.infra.stop()  # after the actors: their last messages and audit events are flushed
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -159,6 +169,8 @@ class CozyServices:
         checks["supervisor"] = self.supervisor.stats()
         for name, health in self.tools.health().items():
             checks[f"tools:mcp:{name}"] = health  # reported, not gating: tools of a down server are just not offered
+        for name, health in (await self.context.health()).items():
+            checks[f"context:{name}"] = health  # reported, not gating: a down engine only degrades turns
         infra_ok, infra_checks = await self.infra.readiness()
         checks.update(infra_checks)
         return ok and infra_ok, checks

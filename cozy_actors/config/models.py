@@ -160,6 +160,14 @@ class EnginesConfig(_Strict):
     plugins_enabled: bool = True
 
 
+class ContextEngineConfig(_Strict):
+    """One personalization engine: a registry provider (postgres, mem0, memobase, cognee, plugins)."""
+
+    enabled: bool = True
+    provider: str = "postgres"
+    options: dict[str, Any] = {}
+
+
 class ContextConfig(_Strict):
     """Personalization fetch budget (used by the context service)."""
 
@@ -168,6 +176,13 @@ class ContextConfig(_Strict):
     profile_timeout_s: float = Field(0.3, gt=0)
     memory_timeout_s: float = Field(0.4, gt=0)
     max_prompt_tokens: int = Field(1536, ge=128)
+    max_items: int = Field(5, ge=1, le=50)  # per engine and turn
+    datasets: list[str] = ["default"]  # knowledge datasets searched for every turn
+    update_mode: Literal["sync", "async"] = "async"  # async: through the background queue
+    update_batch_size: int = Field(50, ge=1)  # turns per engine update call (retries: storage.queue)
+    knowledge: ContextEngineConfig = ContextEngineConfig()
+    profile: ContextEngineConfig = ContextEngineConfig()
+    memory: ContextEngineConfig = ContextEngineConfig()
 
 
 SideEffect = Literal["read-only", "write", "network", "dangerous"]

@@ -7,12 +7,14 @@ task so control messages (cancel) are handled while it streams.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from cozy_actors.context.base import TurnRecord
 from cozy_actors.engines.llm.base import LLMEngine
 from cozy_actors.engines.tools.audit import ToolCaller
 from cozy_actors.engines.tools.base import Tool, ToolCatalog
@@ -47,6 +49,7 @@ class TurnRequest:
     user_id: str | None = None  # who asked (audit of tool calls)
     user_name: str | None = None
     request_id: str | None = None
+    use_personalization: bool = True
 
 
 @dataclass
@@ -63,6 +66,7 @@ class ConversationDeps:
     tool_timeout_s: float = 10.0
     llm_timeout_s: float = 120.0
     audit: Any = None  # an AuditLog (server tool calls are audited by the catalog, see TurnSpec.caller)
+    context: Any = None  # a ContextService (personalization); None: off
 
 
 class SessionBusy(CozyError):
@@ -84,6 +88,7 @@ class ConversationActor(Actor):
         self.personality_id: str | None = None
         self.history: deque[dict[str, Any]] = deque(maxlen=deps.max_history_messages)
         self._handle: TurnHandle | None = None  # the running turn, until its TurnFinished arrives
+        self._learn: TurnRecord | None = None  # the running turn's input, for memory/profile after it
 
     @property
     def busy(self) -> bool:
@@ -110,6 +115,10 @@ class ConversationActor(Actor):
             self.history.extend(message.new_messages)
             if self.session_id is not None and message.new_messages:
                 await self._persist_turn(message)
+            learn, self._learn = self._learn, None
+            if learn is not None and message.new_messages and not message.incomplete:
+                learn.messages.extend(message.new_messages)
+                await self.deps.context.after_turn(learn)  # queued or detached: never delays anything
             self._handle = None
             if self.session_id is None:
                 await self.ref.stop(StopReason.NORMAL, "turn finished")
@@ -146,6 +155,13 @@ class ConversationActor(Actor):
             llm_timeout_s=self.deps.llm_timeout_s,
             caller=ToolCaller(req.user_id, req.user_name, req.request_id, self.session_id, "text"),
         )
+        ctx = self.deps.context
+        self._learn = None
+        if ctx is not None and ctx.applies(req.personality, req.use_personalization):
+            past = prompt[1 : len(prompt) - len(new)]
+            spec.prepare = functools.partial(self._with_context, req, past, new)
+            if req.user_id:
+                self._learn = TurnRecord(req.user_id, req.personality.id, list(new))
         handle = TurnHandle(
             uuid.uuid4().hex,
             self.session_id,
@@ -165,6 +181,16 @@ class ConversationActor(Actor):
         while past and past[0].get("role") not in ("user", "system", "developer"):
             past.pop(0)  # never start with a tool result or a dangling assistant tool call
         return [{"role": "system", "content": personality.system_prompt}, *past, *new]
+
+    async def _with_context(
+        self, req: TurnRequest, past: list[dict[str, Any]], new: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Runs in the turn's task: the prompt with knowledge/profile/memory within the token budget."""
+        prepared = await self.deps.context.prepare(
+            system=req.personality.system_prompt, history=past, new=new, user_id=req.user_id,
+            personality_id=req.personality.id,
+        )
+        return prepared.messages, prepared.reasons
 
     async def _persist_turn(self, message: TurnFinished) -> None:
         """Store what the turn added, with its model, usage and latency; a cut-short answer is

@@ -56,6 +56,7 @@ class ChatService:
         catalog: ToolCatalog,
         store: ConversationStore,
         audit: Any = None,
+        context: Any = None,
     ) -> None:
         self.app = app
         self.supervisor = supervisor
@@ -71,6 +72,7 @@ class ChatService:
             tool_timeout_s=app.turn.tool_timeout_s,
             llm_timeout_s=app.turn.llm_timeout_s,
             audit=audit,
+            context=context,
         )
 
     async def start_turn(self, req: ChatRequest) -> TurnHandle:
@@ -100,6 +102,7 @@ class ChatService:
         if principal is not None:
             turn.user_id, turn.user_name = principal.user_id, principal.name
         turn.request_id = req.request_id
+        turn.use_personalization = req.use_personalization
         if req.session_id is not None:
             # The session is the caller's (created now if the id is new); someone else's is a 404.
             await self.store.claim(req.session_id, principal.user_id if principal else None, personality.id)

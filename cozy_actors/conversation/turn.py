@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,9 @@ class TurnSpec:
     llm_timeout_s: float = 120.0
     degrade_reasons: list[str] = field(default_factory=list)
     caller: ToolCaller | None = None  # who the turn runs for: the audit event of each server tool call
+    # Personalization: rebuilds `messages` with context (ContextService.prepare) inside the turn's own
+    # task, so the actor stays responsive; returns (messages, degrade reasons).
+    prepare: Callable[[], Awaitable[tuple[list[dict[str, Any]], list[str]]]] | None = None
 
 
 @dataclass(slots=True)
@@ -80,6 +83,9 @@ class Turn:
         spec = self.spec
         started = time.perf_counter()
         messages = list(spec.messages)
+        if spec.prepare is not None:
+            messages, reasons = await spec.prepare()
+            spec.degrade_reasons.extend(reasons)
         new_messages: list[dict[str, Any]] = []
         usage = LLMUsage()
         tools = self._tools_param()

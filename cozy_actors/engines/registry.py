@@ -20,7 +20,7 @@ log = logging.getLogger("cozy.engines")
 
 ENTRY_POINT_GROUP = "cozy.engines"
 # The interface version each engine kind currently speaks.
-API_VERSIONS: dict[str, int] = {"llm": 1, "stt": 1, "tts": 1, "vad": 1}
+API_VERSIONS: dict[str, int] = {"llm": 1, "stt": 1, "tts": 1, "vad": 1, "knowledge": 1, "profile": 1, "memory": 1}
 
 
 class RegistryError(Exception):
@@ -91,6 +91,10 @@ def default_registry(load_plugins: bool = True) -> EngineRegistry:
     reg.register(OpenAILLM)
     reg.register(LocalLLM)
     for cls in _speech_providers():
+        reg.register(cls)
+    from cozy_actors.context.build import context_providers
+
+    for cls in context_providers():  # knowledge, profile, memory: postgres built-ins, Mem0/Memobase/Cognee
         reg.register(cls)
     if load_plugins:
         reg.load_entry_points()

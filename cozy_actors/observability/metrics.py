@@ -67,3 +67,23 @@ EVENT_LOOP_LAG = Histogram(
     "How late a 100 ms timer fires on the event loop (sampled 10 times a second).",
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+
+# --- personalization (knowledge, profile, memory) ------------------------------------------------
+CONTEXT_DEGRADED = Counter(
+    "cozy_context_degraded_total", "Context engine fetches that degraded a turn.", ["engine", "reason"]
+)
+CONTEXT_FETCH = Histogram(
+    "cozy_context_fetch_seconds",
+    "Latency of each context engine fetch by outcome (ok, timeout, error).",
+    ["engine", "outcome"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+CONTEXT_UPDATES = Counter(
+    "cozy_context_updates_total", "Turns learned by memory/profile engines by outcome.", ["engine", "outcome"]
+)
+CONTEXT_UPDATE_LATENCY = Histogram(
+    "cozy_context_update_seconds",
+    "Latency of one memory/profile update batch.",
+    ["engine"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)

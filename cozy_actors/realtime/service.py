@@ -33,6 +33,7 @@ class RealtimeService:
         store: ConversationStore,
         speech: Any = None,
         speech_lead_ms: float = 200.0,
+        context: Any = None,
     ) -> None:
         self.app = app
         self.supervisor = supervisor
@@ -47,6 +48,7 @@ class RealtimeService:
             llm_timeout_s=app.turn.llm_timeout_s,
             speech=speech,
             speech_lead_ms=speech_lead_ms,
+            context=context,
         )
 
     async def open(

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cozy_actors.context.voice import personalize
 from cozy_actors.conversation.handle import TurnHandle
 from cozy_actors.conversation.resolve import Resolved
 from cozy_actors.conversation.turn import Turn, TurnSpec
@@ -54,6 +55,7 @@ class RealtimeDeps:
     llm_timeout_s: float = 120.0
     speech: Any = None  # cozy_media SpeechService: VAD, streaming STT, TTS (None: text only)
     speech_lead_ms: float = 200.0
+    context: Any = None  # a ContextService (personalization); None: off
 
 
 @dataclass
@@ -317,6 +319,7 @@ class RealtimeSession:
             llm_timeout_s=self.deps.llm_timeout_s,
             caller=ToolCaller(self.memo.get("user_id"), session_id=self.persist_id or self.id, channel="realtime"),
         )
+        learn = personalize(spec, self.deps.context, r.personality, self.memo.get("user_id"), system, history)
         handle = TurnHandle(
             uuid.uuid4().hex,
             self.persist_id,
@@ -334,6 +337,7 @@ class RealtimeSession:
             conversation_id=self.conversation_id,
             metadata=metadata,
         )
+        run.learn = learn
         self.response = run
         self._task = asyncio.create_task(self._run(run), name=f"realtime-response:{self.id}")
         return run
@@ -374,6 +378,11 @@ class RealtimeSession:
                 self.items.add({k: v for k, v in item.items() if k != "_index"})  # keeps _audio_ms for truncate
         if msg.state.text:
             self.persist([{"role": "assistant", "content": msg.state.text}])
+            learn = getattr(msg.run, "learn", None)
+            if learn is not None:  # memory/profile learn from the voice turn, after it
+                learn.messages.append({"role": "assistant", "content": msg.state.text})
+                task = asyncio.create_task(self.deps.context.after_turn(learn))
+                task.add_done_callback(_log_failure)
 
     async def response_cancel(self, event: dict[str, Any]) -> None:
         run = self.response
