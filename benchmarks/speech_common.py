@@ -50,13 +50,17 @@ def pct(values: list[float], p: float) -> float:
 
 
 def summary(values: list[float]) -> dict[str, float]:
+    """p50/p95/mean/min/max of the measured values; `missing` counts runs without a value (NaN)."""
+    got = [v for v in values if v == v]
+    nan = float("nan")
     return {
-        "n": len(values),
-        "p50": round(pct(values, 50), 1),
-        "p95": round(pct(values, 95), 1),
-        "mean": round(statistics.fmean(values), 1) if values else float("nan"),
-        "min": round(min(values), 1) if values else float("nan"),
-        "max": round(max(values), 1) if values else float("nan"),
+        "n": len(got),
+        "missing": len(values) - len(got),
+        "p50": round(pct(got, 50), 1),
+        "p95": round(pct(got, 95), 1),
+        "mean": round(statistics.fmean(got), 1) if got else nan,
+        "min": round(min(got), 1) if got else nan,
+        "max": round(max(got), 1) if got else nan,
     }
 
 
@@ -75,7 +79,9 @@ def write_report(name: str, data: dict[str, Any], out: str | None) -> Path:
 
 def print_table(title: str, rows: dict[str, dict[str, float]], unit: str = "ms") -> None:
     print(f"\n{title}")
-    print(f"  {'metric':<44} {'n':>4} {'p50':>9} {'p95':>9} {'min':>9} {'max':>9}")
+    width = max(len(name) for name in rows)
+    print(f"  {'metric':<{width}} {'n':>4} {'p50':>9} {'p95':>9} {'min':>9} {'max':>9}")
     for name, s in rows.items():
-        print(f"  {name:<44} {s['n']:>4} {s['p50']:>7.1f}{unit:>2} {s['p95']:>7.1f}{unit:>2} "
-              f"{s['min']:>7.1f}{unit:>2} {s['max']:>7.1f}{unit:>2}")
+        missing = f"  ({s['missing']} without)" if s.get("missing") else ""
+        print(f"  {name:<{width}} {s['n']:>4} {s['p50']:>7.1f}{unit:>2} {s['p95']:>7.1f}{unit:>2} "
+              f"{s['min']:>7.1f}{unit:>2} {s['max']:>7.1f}{unit:>2}{missing}")
