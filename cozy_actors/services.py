@@ -12,6 +12,7 @@ from typing import Any
 from cozy_actors.admin import AdminService
 from cozy_actors.config import Settings
 from cozy_actors.context.build import ContextConfigError, build_context
+from cozy_actors.context.knowledge_admin import KnowledgeAdmin
 from cozy_actors.conversation.chat import ChatService
 from cozy_actors.conversation.sessions import SessionService
 from cozy_actors.engines.llm.router import LLMRouter
@@ -106,6 +107,7 @@ class CozyServices:
             audit=self.infra.audit,
             context=self.context,
         )
+        self.knowledge = KnowledgeAdmin(self.context, self.auth, self.infra.audit)
         self.sessions = SessionService(self.store, self.supervisor, self.personalities, self.infra.audit)
         self.admin = AdminService(
             s,

@@ -23,7 +23,7 @@ from .errors import handle_cozy_error, handle_http_exception, handle_unexpected
 from .middleware import RequestContextMiddleware
 from .openapi import build_openapi, docs, openapi_json
 from .realtime.transport import realtime_endpoint
-from .routes import admin, audio, audio_stream, chat, meta, sessions, speech
+from .routes import admin, audio, audio_stream, chat, knowledge, meta, sessions, speech
 from .webrtc import WebRTCGateway
 
 log = logging.getLogger("cozy.http")
@@ -79,6 +79,8 @@ def create_app(settings: Settings, services: CozyServices | None = None) -> Star
         Route("/v1/admin/config", admin.get_config, methods=["GET"]),
         Route("/v1/admin/audit", admin.list_audit, methods=["GET"]),
         Route("/v1/admin/users", admin.create_user, methods=["POST"]),
+        Route("/v1/knowledge/{dataset}", knowledge.add_documents, methods=["POST"]),
+        Route("/v1/knowledge/{dataset}/search", knowledge.search, methods=["GET"]),
         Route("/health", meta.health, methods=["GET"]),
         Route("/ready", meta.ready, methods=["GET"]),
         Route("/metrics", meta.metrics, methods=["GET"]),

@@ -11,6 +11,7 @@ from starlette.responses import HTMLResponse, Response
 from .openapi_storage import PUBLIC
 from .openapi_storage import paths as storage_paths
 from .openapi_storage import schemas as storage_schemas
+from .routes import knowledge
 from .schemas import ChatCompletionRequest
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -38,6 +39,8 @@ def build_openapi(version: str) -> dict[str, Any]:
     doc = _document(version)
     doc["components"]["schemas"].update(storage_schemas())
     doc["paths"].update(storage_paths())
+    doc["components"]["schemas"].update(knowledge.openapi_schemas())
+    doc["paths"].update(knowledge.openapi_paths())
     doc["security"] = [{"bearer": []}]
     for path in PUBLIC:
         for op in doc["paths"].get(path, {}).values():

@@ -14,7 +14,8 @@ from .base import TurnRecord, content_text
 
 _END = r"([^.!?\n]{1,120})"
 _PATTERNS: list[tuple[re.Pattern[str], str, str | None]] = [
-    (re.compile(r"\bmy name is ([A-Za-z][\w'-]*(?: [A-Z][\w'-]*)?)", re.I), "The user's name is {0}", "name"),
+    # A second capitalised word is a surname ("Ada Lovelace"); "Ada and ..." stops at "Ada".
+    (re.compile(r"(?i:\bmy name is) ([A-Za-z][\w'-]*(?: [A-Z][\w'-]*)?)"), "The user's name is {0}", "name"),
     (re.compile(r"\bcall me ([A-Za-z][\w'-]*)", re.I), "The user's name is {0}", "name"),
     (re.compile(r"\bI live in " + _END, re.I), "The user lives in {0}", "location"),
     (re.compile(r"\bI(?:'m| am) (\d{1,3}) years old", re.I), "The user is {0} years old", "age"),

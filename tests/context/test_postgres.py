@@ -46,7 +46,7 @@ async def test_memory_and_profile_learn_from_turns(db: Database) -> None:  # noq
         "u1",
         "assistant",
         [
-            {"role": "user", "content": "Hi, my name is Ada. I live in London. I like green tea."},
+            {"role": "user", "content": "Hi, my name is Ada Lovelace and I live in London. I like green tea."},
             {"role": "assistant", "content": "my name is Bot"},  # the assistant's words are not about the user
             {"role": "user", "content": "Remember that my cat is called Tom."},
         ],
@@ -55,13 +55,13 @@ async def test_memory_and_profile_learn_from_turns(db: Database) -> None:  # noq
     await profile.update([turn, TurnRecord("u1", "assistant", [{"role": "user", "content": "I love jazz"}])])
     facts = [i.text for i in await memory.search(ContextQuery("u1", "what is my cat called?", limit=10))]
     assert facts[0] == "my cat is called Tom"  # the most relevant first
-    assert set(facts) == {"The user's name is Ada", "The user lives in London", "The user likes green tea",
+    assert set(facts) == {"The user's name is Ada Lovelace", "The user lives in London", "The user likes green tea",
                           "my cat is called Tom"}
     assert await memory.search(ContextQuery("u2", "cat")) == []
     got = await profile.get("u1")
-    assert got["attributes"] == {"name": "Ada", "location": "London", "likes": ["green tea", "jazz"]}
+    assert got["attributes"] == {"name": "Ada Lovelace", "location": "London", "likes": ["green tea", "jazz"]}
     items = await profile.search(ContextQuery("u1", "hello"))
-    assert [i.text for i in items] == ["Name: Ada. Lives in: London. Likes: green tea, jazz"]
+    assert [i.text for i in items] == ["Name: Ada Lovelace. Lives in: London. Likes: green tea, jazz"]
 
 
 async def test_memory_from_turn_n_is_used_in_turn_n_plus_1_via_redis(
@@ -86,7 +86,7 @@ async def test_memory_from_turn_n_is_used_in_turn_n_plus_1_via_redis(
         new = [{"role": "user", "content": "What is my name?"}]
         for _ in range(100):
             second = await svc.prepare(system="S", history=[], new=new, user_id="u9")
-            if "Grace" in second.messages[0]["content"]:
+            if "Name: Grace" in second.messages[0]["content"]:
                 break
             await asyncio.sleep(0.05)
         system = second.messages[0]["content"]
