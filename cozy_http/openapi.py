@@ -8,6 +8,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from .openapi_speech import paths as speech_paths
 from .openapi_storage import PUBLIC
 from .openapi_storage import paths as storage_paths
 from .openapi_storage import schemas as storage_schemas
@@ -39,6 +40,7 @@ def build_openapi(version: str) -> dict[str, Any]:
     doc = _document(version)
     doc["components"]["schemas"].update(storage_schemas())
     doc["paths"].update(storage_paths())
+    doc["paths"].update(speech_paths())
     doc["components"]["schemas"].update(knowledge.openapi_schemas())
     doc["paths"].update(knowledge.openapi_paths())
     doc["security"] = [{"bearer": []}]

@@ -117,3 +117,12 @@ def test_unknown_formats_and_aliases_rejected(tmp_path: Path) -> None:
     (cfg / "engines.yaml").write_text(text.replace("response_formats: [ogg, mp3,", "response_formats: [mp3,"))
     with pytest.raises(SpeechConfigError, match=r"tts\.voice_aliases\.alloy"):
         build_speech(load_settings(cfg, env={}).engines, default_registry(load_plugins=False))
+
+
+def test_openapi_lists_the_speech_endpoints() -> None:
+    from cozy_http.openapi import build_openapi
+
+    paths = build_openapi("test")["paths"]
+    for path in ("/v1/audio/transcriptions", "/v1/audio/stt", "/v1/audio/stt/stream", "/v1/audio/speech",
+                 "/v1/audio/tts", "/v1/audio/tts/stream"):
+        assert path in paths
