@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -280,12 +280,17 @@ class SpeechService:
         encoder = StreamEncoder(fmt.name, OUTPUT_RATE)
         parts: list[bytes] = []
         pool = get_pool()
+        raw = fmt.container is None  # pcm, wav, G.711: a copy or a table lookup, not worth a pool hop
+
+        async def run(fn: Callable[..., bytes], *args: object) -> bytes:
+            return fn(*args) if raw else await pool.run(fn, *args)
+
         async for chunk in self.synthesizer(voice, speed).stream(text):
-            data = await pool.run(encoder.encode, chunk.audio.samples)
+            data = await run(encoder.encode, chunk.audio.samples)
             if data:
                 parts.append(data)
                 yield data
-        tail = await pool.run(encoder.finish)
+        tail = await run(encoder.finish)
         if tail:
             parts.append(tail)
             yield tail
