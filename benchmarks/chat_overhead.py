@@ -198,13 +198,14 @@ def _cpu_seconds(pgid: int | None) -> float | None:
 
 
 async def run_phase(target: Target, n: int, c: int, stream: bool, pgids: dict[str, int | None],
-                    session: str | None = None) -> dict:
+                    session: str | None = None, cozy_ext: dict[str, Any] | None = None) -> dict:
     """N requests at concurrency C against one target; latency percentiles, req/s, errors, CPU.
     With `session`, worker i sends `cozy.session_id = <session>-<i>` (a persisted conversation each;
     one turn at a time per session, as a real client does)."""
     base = {"model": "stub-model", "messages": [{"role": "user", "content": "hello"}],
             **({"stream": True} if stream else {})}
-    bodies = [orjson.dumps({**base, "cozy": {"session_id": f"{session}-{i}"}} if session else base) for i in range(c)]
+    ext = [{**(cozy_ext or {}), **({"session_id": f"{session}-{i}"} if session else {})} for i in range(c)]
+    bodies = [orjson.dumps({**base, "cozy": ext[i]} if ext[i] else base) for i in range(c)]
     raws = [target.raw_request(b) for b in bodies]
     latencies: list[float] = []
     firsts: list[float] = []
@@ -249,7 +250,8 @@ def _stats(prefix: str, values: list[float]) -> dict[str, float | None]:
             f"{prefix}p99_ms": round(q[98], 3), f"{prefix}mean_ms": round(statistics.fmean(values), 3)}
 
 
-def start_cozy(stub_url: str, api_key: str | None, data_dir: str | None = None) -> tuple[ManagedProcess, str]:
+def start_cozy(stub_url: str, api_key: str | None, data_dir: str | None = None,
+               config_dir: Path | None = None) -> tuple[ManagedProcess, str]:
     """Start CozyEngine on a free port against the stub; ready once GET /health answers 200.
     Its database: DATABASE_URL if set, else an embedded PostgreSQL under `data_dir` (a fresh temp
     folder, so runs never share state). The rate limit is lifted: this measures latency, not policy."""
@@ -260,10 +262,25 @@ def start_cozy(stub_url: str, api_key: str | None, data_dir: str | None = None) 
            "COZY_LOG_LEVEL": "warning", "COZY_RATE_LIMIT_RPM": "100000000", "COZY_RATE_LIMIT_BURST": "1000000",
            **({"COZY_DATA_DIR": data_dir} if data_dir and not os.environ.get("DATABASE_URL") else {}),
            **({"COZY_BOOTSTRAP_ADMIN_KEY": api_key} if api_key else {})}
-    args = [python, "-m", "cozy_http.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    args = [python, "-m", "cozy_http.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+            *(["--config", str(config_dir)] if config_dir else [])]
     proc = start_process(args, None, env=env)
     wait_http_ok(f"http://127.0.0.1:{port}/health", timeout=60, process=proc)
     return proc, f"http://127.0.0.1:{port}"
+
+
+def personalization_config(data_dir: Path, delays_ms: list[float]) -> Path:
+    """A copy of config/ whose context engines sleep `delays_ms` (knowledge, profile, memory) per fetch."""
+    import yaml
+
+    cfg = data_dir / "config"
+    shutil.copytree(ROOT / "config", cfg)
+    shutil.copytree(ROOT / "personalities", data_dir / "personalities")  # resolved next to config/
+    ctx = yaml.safe_load((cfg / "context.yaml").read_text())
+    for kind, ms in zip(("knowledge", "profile", "memory"), delays_ms, strict=True):
+        ctx[kind] = {**ctx.get(kind, {}), "options": {"inject_delay_s": ms / 1000}}
+    (cfg / "context.yaml").write_text(yaml.safe_dump(ctx))
+    return cfg
 
 
 def _fmt(value: float | None) -> str:
@@ -333,10 +350,13 @@ async def bench(args: argparse.Namespace, stub_url: str, cozy_url: str, pgids: d
             mode = "stream" if stream else "no-stream"
             warm = min(200, max(args.concurrency, args.requests // 10))
             res: dict[str, Any] = {}
+            off = {"use_personalization": False} if args.personalization else None  # the baseline: context off
             for target in (direct, cozy):
-                res[f"warmup_{target.name}"] = await run_phase(target, warm, args.concurrency, stream, pgids)
+                res[f"warmup_{target.name}"] = await run_phase(target, warm, args.concurrency, stream, pgids,
+                                                               cozy_ext=off)
             for target in (direct, cozy):
-                res[target.name] = await run_phase(target, args.requests, args.concurrency, stream, pgids)
+                res[target.name] = await run_phase(target, args.requests, args.concurrency, stream, pgids,
+                                                   cozy_ext=off)
                 print(f"  {mode} {target.name}: {res[target.name]['rps']:.0f} req/s", file=sys.stderr)
             results[mode] = res
             if args.persist:  # the same requests through CozyEngine, each worker in its own stored session
@@ -346,6 +366,17 @@ async def bench(args: argparse.Namespace, stub_url: str, cozy_url: str, pgids: d
                 pres["cozy"] = await run_phase(cozy, args.requests, args.concurrency, stream, pgids, tag)
                 print(f"  {mode}+persist cozy: {pres['cozy']['rps']:.0f} req/s", file=sys.stderr)
                 results[f"{mode}+persist"] = pres
+            if args.personalization:  # the same requests with knowledge/profile/memory fetched per turn
+                on = {"use_personalization": True}
+                pz: dict[str, Any] = {"warmup_cozy": await run_phase(cozy, warm, args.concurrency, stream, pgids,
+                                                                     cozy_ext=on)}
+                pz["cozy"] = await run_phase(cozy, args.requests, args.concurrency, stream, pgids, cozy_ext=on)
+                base_p50, p50 = res["cozy"]["p50_ms"], pz["cozy"]["p50_ms"]
+                pz["added_p50_ms"] = None if base_p50 is None or p50 is None else round(p50 - base_p50, 3)
+                pz["slowest_engine_ms"] = max(args.personalization)
+                print(f"  {mode}+personalization: added p50 {pz['added_p50_ms']} ms "
+                      f"(slowest engine {max(args.personalization):g} ms)", file=sys.stderr)
+                results[f"{mode}+personalization"] = pz
     finally:
         for target in (direct, cozy):
             await target.close()
@@ -368,7 +399,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--client", choices=["raw", "httpx"], default="raw", help="load generator (see README)")
     p.add_argument("--persist", action="store_true",
                    help="also run every mode with cozy.session_id set (history loaded, turns stored in PostgreSQL)")
+    p.add_argument("--personalization", nargs="?", const="30,10,20", default=None, metavar="K,P,M",
+                   help="also run with personalization on; engines get these injected delays in ms "
+                        "(knowledge, profile, memory; default 30,10,20); baseline requests turn it off")
     args = p.parse_args(argv)
+    if args.personalization:
+        args.personalization = [float(x) for x in args.personalization.split(",")]
     args.modes = args.modes or [False, True]
     api_key = args.api_key or os.environ.get("COZY_API_KEY")
     if api_key is None and not args.cozy_url:
@@ -381,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
                 cozy_url = args.cozy_url
             else:
                 data_dir = tempfile.mkdtemp(prefix="cozy-bench-")
-                cozy_proc, cozy_url = start_cozy(stub.base_url, api_key, data_dir)
+                cfg = personalization_config(Path(data_dir), args.personalization) if args.personalization else None
+                cozy_proc, cozy_url = start_cozy(stub.base_url, api_key, data_dir, cfg)
             pgids = {"stub": stub.process.pid, "cozy": cozy_proc.pid if cozy_proc else None}
             try:
                 import uvloop
