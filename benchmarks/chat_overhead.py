@@ -350,7 +350,9 @@ async def bench(args: argparse.Namespace, stub_url: str, cozy_url: str, pgids: d
             mode = "stream" if stream else "no-stream"
             warm = min(200, max(args.concurrency, args.requests // 10))
             res: dict[str, Any] = {}
-            off = {"use_personalization": False} if args.personalization else None  # the baseline: context off
+            # The baseline measures the core path (auth, actor, turn, proxy) with personalization off;
+            # --personalization measures what fetching knowledge/profile/memory adds on top.
+            off = {"use_personalization": False}
             for target in (direct, cozy):
                 res[f"warmup_{target.name}"] = await run_phase(target, warm, args.concurrency, stream, pgids,
                                                                cozy_ext=off)
