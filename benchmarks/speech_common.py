@@ -49,18 +49,18 @@ def pct(values: list[float], p: float) -> float:
     return ordered[k]
 
 
-def summary(values: list[float]) -> dict[str, float]:
+def summary(values: list[float], digits: int = 1) -> dict[str, float]:
     """p50/p95/mean/min/max of the measured values; `missing` counts runs without a value (NaN)."""
     got = [v for v in values if v == v]
     nan = float("nan")
     return {
         "n": len(got),
         "missing": len(values) - len(got),
-        "p50": round(pct(got, 50), 1),
-        "p95": round(pct(got, 95), 1),
-        "mean": round(statistics.fmean(got), 1) if got else nan,
-        "min": round(min(got), 1) if got else nan,
-        "max": round(max(got), 1) if got else nan,
+        "p50": round(pct(got, 50), digits),
+        "p95": round(pct(got, 95), digits),
+        "mean": round(statistics.fmean(got), digits) if got else nan,
+        "min": round(min(got), digits) if got else nan,
+        "max": round(max(got), digits) if got else nan,
     }
 
 

@@ -114,9 +114,8 @@ async def run(root: str, runs: int, silence_ms: int) -> dict[str, list[dict[str,
     clips = synthesize(root)
     await one_utterance(url, clips[0], silence_ms, False)  # warm-up
     results: dict[str, list[dict[str, float]]] = {"vad": [], "commit": []}
-    for i in range(runs):
+    for i in range(runs):  # alternate: a change in machine load hits both modes alike
         results["vad"].append(await one_utterance(url, clips[i % len(clips)], silence_ms, False))
-    for i in range(runs):
         results["commit"].append(await one_utterance(url, clips[i % len(clips)], silence_ms, True))
     return results
 

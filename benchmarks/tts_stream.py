@@ -88,13 +88,15 @@ def main() -> int:
                 "sse audio_chunk (/v1/audio/tts/stream, pcm)": lambda i: run_sse(
                     http, i, "/v1/audio/tts/stream", {"text": _text(i), "format": "pcm"}, b"audio_chunk"),
             }
-            for offset, (name, fn) in enumerate(modes.items()):
-                results[name] = [fn(offset * 1000 + i) for i in range(args.runs)]
+            results = {name: [] for name in modes}
+            for i in range(args.runs):  # round-robin: a change in machine load hits every mode alike
+                for offset, (name, fn) in enumerate(modes.items()):
+                    results[name].append(fn(offset * 1000 + i))
         rows: dict[str, dict[str, float]] = {}
         for name, runs in results.items():
             rows[f"{name}: first audio"] = summary([r["first_audio_ms"] for r in runs])
             rows[f"{name}: whole reply"] = summary([r["total_ms"] for r in runs])
-        rtf = summary([r["rtf"] for r in results["http pcm"]])
+        rtf = summary([r["rtf"] for r in results["http pcm"]], digits=3)
         print_table(f"TTS streaming latency ({args.runs} runs per mode, server {root})", rows)
         print(f"\n  real-time factor (http pcm, synthesis time / audio time): p50 {rtf['p50']:.3f}, "
               f"p95 {rtf['p95']:.3f}")
