@@ -252,7 +252,8 @@ def _stats(prefix: str, values: list[float]) -> dict[str, float | None]:
 
 def start_cozy(stub_url: str, api_key: str | None, data_dir: str | None = None,
                config_dir: Path | None = None) -> tuple[ManagedProcess, str]:
-    """Start CozyEngine on a free port against the stub; ready once GET /health answers 200.
+    """Start CozyEngine on a free port against the stub; ready once GET /ready
+    answers 200 (models loaded: loading them would skew the figures).
     Its database: DATABASE_URL if set, else an embedded PostgreSQL under `data_dir` (a fresh temp
     folder, so runs never share state). The rate limit is lifted: this measures latency, not policy."""
     port = free_port()
@@ -265,7 +266,7 @@ def start_cozy(stub_url: str, api_key: str | None, data_dir: str | None = None,
     args = [python, "-m", "cozy_http.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
             *(["--config", str(config_dir)] if config_dir else [])]
     proc = start_process(args, None, env=env)
-    wait_http_ok(f"http://127.0.0.1:{port}/health", timeout=60, process=proc)
+    wait_http_ok(f"http://127.0.0.1:{port}/ready", timeout=180, process=proc)
     return proc, f"http://127.0.0.1:{port}"
 
 
