@@ -4,8 +4,10 @@ Why: Whisper's encoder always sees 30 s of audio, and that fixed cost (about 0.4
 on two cores here) is what makes partials rare and finals late. CTranslate2 accepts shorter
 encoder inputs; with the utterance zero-padded to at least 10 s the transcripts matched the 30 s
 decode on our test sentences (WER 0.01 both) at about a fifth of the cost. Shorter contexts
-(6 s or less) made the model loop, so the context never goes below 10 s, and a decode that loops
-anyway (hits its length cap or repeats itself) is redone with the full 30 s context.
+(6 s or less) made the model loop, so the context never goes below 10 s. When it loops anyway
+(typically on audio cut right at the end of speech, as a speculative final is), the repetition is
+cut off at its first occurrence; a decode that runs to its length cap with no recognizable loop is
+redone with the full 30 s context.
 
 Text only (no timestamps): this serves streaming partials and finals, where speed matters and
 segment times do not. Uploads go through faster-whisper's own `transcribe`.
@@ -30,18 +32,29 @@ def context_seconds(duration_s: float) -> int:
     return int(min(MAX_CONTEXT_S, max(MIN_CONTEXT_S, math.ceil(duration_s + 2.0))))
 
 
-def has_loop(words: list[str]) -> bool:
-    """A phrase of ≥ 3 words repeated back to back, or one word three times: Whisper looping."""
-    norm = [w.lower().strip(".,!?;:\"'") for w in words]
+def _norm(word: str) -> str:
+    return word.lower().strip(".,!?;:\"'")
+
+
+def loop_start(words: list[str]) -> int | None:
+    """Where Whisper started looping: the index after the first occurrence of a phrase of ≥ 3
+    words repeated back to back (or of one word said three times); None when it did not loop."""
+    norm = [_norm(w) for w in words]
     n = len(norm)
     for i in range(n - 2):
-        if norm[i] == norm[i + 1] == norm[i + 2] and len(norm[i]) > 0:
-            return True
+        if norm[i] and norm[i] == norm[i + 1] == norm[i + 2]:
+            return i + 1
+    best: int | None = None
     for k in range(3, n // 2 + 1):
         for i in range(n - 2 * k + 1):
             if norm[i : i + k] == norm[i + k : i + 2 * k]:
-                return True
-    return False
+                best = i + k if best is None else min(best, i + k)
+                break
+    return best
+
+
+def has_loop(words: list[str]) -> bool:
+    return loop_start(words) is not None
 
 
 class ShortFormDecoder:
@@ -103,11 +116,13 @@ class ShortFormDecoder:
             suppress_tokens=self.suppress,
         )[0]
         ids = [t for t in result.sequences_ids[0] if t < tok.eot]
-        if len(tokens) + len(ids) >= cap - 1:
-            return None
         text = tok.decode(ids).strip()
-        if has_loop(text.split()):
-            return None
+        words = text.split()
+        cut = loop_start(words)
+        if cut is not None:
+            text = " ".join(words[:cut])  # the words before the loop are the transcript
+        elif len(tokens) + len(ids) >= cap - 1:
+            return None  # ran to the cap without a recognizable loop: decode with the full context
         avg_logprob = result.scores[0] * len(ids) / (len(ids) + 1) if ids else -10.0
         no_speech = float(result.no_speech_prob)
         if no_speech > 0.6 and avg_logprob < -1.0:

@@ -16,7 +16,7 @@ from cozy_media.stt.session import (
     UtteranceStopped,
 )
 from cozy_media.stt.streaming import StreamingTranscriber
-from cozy_media.stt.whisper_short import context_seconds, has_loop
+from cozy_media.stt.whisper_short import context_seconds, has_loop, loop_start
 from cozy_media.vad import StreamingVAD, VadParams, load_silero
 
 from .conftest import Clip
@@ -89,6 +89,9 @@ def test_short_form_guards() -> None:
     assert has_loop("hello hello hello".split())
     assert has_loop("call my mother call my mother".split())
     assert not has_loop("please remind me to call my mother".split())
+    looped = "Turn off the lights. Turn off the lights. Turn off".split()
+    assert loop_start(looped) == 4  # the transcript is the words before the repetition
+    assert loop_start("Hello? Hello? Hello? Hello?".split()) == 1
 
 
 async def collect(session: TranscriptionSession) -> list:
