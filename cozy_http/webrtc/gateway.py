@@ -138,6 +138,16 @@ class WebRTCGateway:
             server_rtc_configuration=ice,
             verbose=False,
         )
+        native_offer = stream.handle_offer
+
+        async def handle_offer(body: dict[str, Any], set_outputs: Any) -> Any:
+            answer = await native_offer(body, set_outputs)
+            pc = stream.pcs.get(body.get("webrtc_id"))
+            if body.get("type") == "offer" and pc is not None:
+                low_latency_input(pc)  # no RTP can arrive before the peer has the answer
+            return answer
+
+        stream.handle_offer = handle_offer  # the page's WebRTC component is pointed at this one too
         ui = None
         if self.cfg.ui_path:
             from .ui import build_page
@@ -303,6 +313,20 @@ class WebRTCGateway:
             with contextlib.suppress(Exception):
                 await pc.close()
             self.stream.clean_up(webrtc_id)
+
+
+def low_latency_input(pc: Any) -> None:
+    """aiortc holds every received audio frame until 4 more have arrived (an 80 ms jitter buffer);
+    a frame is complete as soon as the next one starts, and reordering is handled by the gaps, so
+    1 is enough: 60 ms sooner for the end-of-turn decision and for barge-in."""
+    from aiortc.jitterbuffer import JitterBuffer
+
+    for receiver in pc.getReceivers():
+        if receiver.track is not None and receiver.track.kind == "audio" and hasattr(receiver, _JITTER):
+            setattr(receiver, _JITTER, JitterBuffer(capacity=16, prefetch=1))
+
+
+_JITTER = "_RTCRtpReceiver__jitter_buffer"
 
 
 def _as_response(result: Any) -> Response:

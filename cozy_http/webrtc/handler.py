@@ -12,6 +12,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+import av
 import numpy as np
 from fastrtc import AsyncStreamHandler, CloseStream, get_current_context, wait_for_item
 
@@ -69,6 +70,13 @@ class CallHandler(AsyncStreamHandler):
         log.info("webrtc call refused: %s", message)
         self.post({"type": "error", "message": message})
         self._early.put_nowait(CloseStream(message))
+
+    def resample(self, frame: Any) -> Any:
+        """fastrtc's resampler, without its fixed output frame size: at 24 kHz that size (the input
+        frame's 960 samples) would hold every 20 ms frame back until a second one arrived."""
+        if self._resampler is None:
+            self._resampler = av.AudioResampler(format="s16", layout="mono", rate=self.input_sample_rate)
+        yield from self._resampler.resample(frame)
 
     async def receive(self, frame: tuple[int, np.ndarray]) -> None:
         bridge = self.bridge

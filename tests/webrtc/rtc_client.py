@@ -143,9 +143,21 @@ class Call:
         self.speaker = Speaker()
         self.messages: list[Any] = []
         self.channel = self.pc.createDataChannel("text")
-        self.channel.on("message", lambda m: self.messages.append(orjson.loads(m)))
+        self.message_times: list[float] = []
+        self.channel.on("message", self._on_message)
         self.pc.addTrack(self.mic)
         self.pc.on("track", lambda track: self.speaker.start(track) if track.kind == "audio" else None)
+
+    def _on_message(self, raw: str) -> None:
+        self.message_times.append(time.time())
+        self.messages.append(orjson.loads(raw))
+
+    def message_time(self, data: Any, after: float = 0.0) -> float | None:
+        """Wall time the first data-channel message with this `data` arrived after `after`."""
+        for t, m in zip(self.message_times, self.messages, strict=True):
+            if t > after and isinstance(m, dict) and m.get("data") == data:
+                return t
+        return None
 
     async def offer(self) -> httpx.Response:
         """Send the offer; on an answer, apply it. Returns the HTTP response either way."""
