@@ -124,4 +124,6 @@ def create_app(settings: Settings, services: CozyServices | None = None) -> Star
     app.state.settings = settings
     app.state.webrtc = webrtc
     app.state.openapi = build_openapi(package_version())
+    if webrtc is not None:
+        app.state.openapi["paths"].update(webrtc.openapi_paths())
     return app

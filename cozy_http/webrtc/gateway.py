@@ -85,6 +85,11 @@ class WebRTCGateway:
         page has its own sign-in, and its offers need it (Gradio's login, checked by our auth)."""
         return [self.cfg.ui_path] if self.cfg.ui_path else []
 
+    def openapi_paths(self) -> dict[str, Any]:
+        from .openapi import openapi_paths
+
+        return openapi_paths(self.cfg.path)
+
     async def start(self) -> None:
         if self.cfg.preload:
             self._loading = asyncio.create_task(self._load(), name="webrtc-load")

@@ -108,6 +108,8 @@ async def test_offer_needs_a_key_and_valid_input(rtc_server: CozyServer) -> None
         assert r.status_code == 400 and r.json()["error"]["param"] == "type"
         r = await http.post(url, json={"type": "ice-candidate", "webrtc_id": "x3", "candidate": {"candidate": ""}})
         assert r.json() == {"status": "failed", "meta": {"error": "unknown_connection"}}
+        doc = (await http.get("/openapi.json")).json()
+        assert "post" in doc["paths"][url]
     await wait_no_calls(rtc_server)  # refused offers leave no session behind
 
 
