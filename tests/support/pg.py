@@ -57,8 +57,36 @@ def _run(coro: object) -> None:
         raise error[0]
 
 
+_swept = False
+
+
+async def _sweep(older_than_s: float) -> None:
+    """Drop throwaway databases of earlier runs that were killed before their cleanup ran (an hour
+    old and without connections: a concurrent run's databases are young or in use)."""
+    conn = await asyncpg.connect(ADMIN_URL, timeout=10)
+    try:
+        rows = await conn.fetch(
+            "SELECT d.datname FROM pg_database d WHERE d.datname ~ '^cozy_(test|e2e|st)_' "
+            "AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname) "
+            "AND (SELECT modification FROM pg_stat_file('base/' || d.oid || '/PG_VERSION')) "
+            "    < now() - make_interval(secs => $1)",
+            older_than_s,
+        )
+        for row in rows:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 def create_database(prefix: str = "cozy_test") -> tuple[str, str]:
     """A new empty database; returns (name, asyncpg URL)."""
+    global _swept
+    if not _swept:
+        _swept = True
+        try:
+            _run(_sweep(3600))
+        except Exception:  # housekeeping only
+            pass
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     _run(_admin(f'CREATE DATABASE "{name}"'))
     with _lock:
@@ -81,9 +109,8 @@ def redis_prefix(prefix: str = "cozytest") -> str:
 
 
 def drop_redis_prefix(prefix: str, url: str = REDIS_URL) -> int:
-    """Delete every key under `<prefix>:`; returns how many."""
-    with _lock:
-        _prefixes.discard(prefix)
+    """Delete every key under `<prefix>:`; returns how many. The prefix stays registered, so the
+    exit sweep also removes keys a straggling consumer recreated after this."""
     client = redis.Redis.from_url(url)
     try:
         keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
