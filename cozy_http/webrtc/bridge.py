@@ -27,7 +27,7 @@ log = logging.getLogger("cozy.webrtc")
 
 SESSION_RATE = 24000  # the session's input and output format: audio/pcm 24 kHz
 MAX_QUEUED_CHUNKS = 600  # reply audio waiting for fastrtc (100 ms deltas: 60 s); pacing keeps it near 3
-CLOSE = object()  # in `out`: the call is over (the handler returns fastrtc's CloseStream)
+CLOSE = object()  # in `out`: the call is over (the handler says so on the data channel)
 
 
 class Peer(Protocol):

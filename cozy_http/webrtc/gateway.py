@@ -72,6 +72,7 @@ class WebRTCGateway:
         self._loading: asyncio.Task[None] | None = None
         self._ui_stop = asyncio.Event()
         self._ui_task: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     # --- wiring -------------------------------------------------------------------------------
     def routes(self) -> list[BaseRoute]:
@@ -95,8 +96,13 @@ class WebRTCGateway:
             self._loading = asyncio.create_task(self._load(), name="webrtc-load")
 
     async def stop(self) -> None:
-        for bridge in list(self.calls.values()) + list(self.pending.values()):
+        live = list(self.calls.values()) + list(self.pending.values())
+        for bridge in live:
             await bridge.close("server shutting down")
+        if live:
+            await asyncio.sleep(0.2)  # their end_stream messages go out
+        for task in list(self._closing):
+            task.cancel()
         if self.stream is not None:
             for pc in list(self.stream.pcs.values()):
                 with contextlib.suppress(Exception):
@@ -306,8 +312,14 @@ class WebRTCGateway:
         if self.pending.get(wid) is bridge:
             del self.pending[wid]
         self.owners.pop(wid, None)
-        if self.stream is not None and wid in self.stream.pcs:
-            asyncio.get_running_loop().create_task(self._drop_pc(wid, grace_s=1.0))
+        self.hang_up(wid)
+
+    def hang_up(self, webrtc_id: str) -> None:
+        """Close a call's peer connection soon (its last data-channel messages get out first)."""
+        if self.stream is not None and webrtc_id in self.stream.pcs:
+            task = asyncio.get_running_loop().create_task(self._drop_pc(webrtc_id, grace_s=0.5))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def _drop_pc(self, webrtc_id: str, grace_s: float = 0.0) -> None:
         """Close a call's peer connection (after `grace_s`, so the end-of-stream message gets out)."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
-from fastrtc import AsyncStreamHandler, CloseStream, get_current_context, wait_for_item
+from fastrtc import AsyncStreamHandler, get_current_context, wait_for_item
 
 from cozy_core.errors import CozyError
 
@@ -34,7 +34,6 @@ class CallHandler(AsyncStreamHandler):
         super().__init__(expected_layout="mono", output_sample_rate=SESSION_RATE, input_sample_rate=INPUT_RATE)
         self.gateway = gateway
         self.bridge: CallBridge | None = None
-        self._early: asyncio.Queue[Any] = asyncio.Queue()  # a CloseStream when the call fails to start
 
     def copy(self) -> CallHandler:
         """fastrtc builds one handler per peer connection from the template."""
@@ -48,7 +47,7 @@ class CallHandler(AsyncStreamHandler):
             try:
                 bridge = await self._open_from_page(webrtc_id)
             except CozyError as exc:
-                self._fail(exc.message)
+                self._fail(exc.message, webrtc_id)
                 return
         self.bridge = bridge
         bridge.attach(self)
@@ -66,10 +65,11 @@ class CallHandler(AsyncStreamHandler):
         principal = await self.gateway.page_principal(user)
         return await self.gateway.open_call(webrtc_id, principal, personality_id=personality_id)
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str, webrtc_id: str) -> None:
         log.info("webrtc call refused: %s", message)
         self.post({"type": "error", "message": message})
-        self._early.put_nowait(CloseStream(message))
+        self.post({"type": "end_stream", "data": message})
+        self.gateway.hang_up(webrtc_id)
 
     def resample(self, frame: Any) -> Any:
         """fastrtc's resampler, without its fixed output frame size: at 24 kHz that size (the input
@@ -85,11 +85,15 @@ class CallHandler(AsyncStreamHandler):
 
     async def emit(self) -> Any:
         """Next reply chunk for fastrtc (which re-frames it to 20 ms and paces it), or None."""
-        queue = self.bridge.out if self.bridge is not None else self._early
-        item = await wait_for_item(queue, 0.05)
+        if self.bridge is None:
+            await asyncio.sleep(0.05)
+            return None
+        item = await wait_for_item(self.bridge.out, 0.05)
         if item is CLOSE:
-            reason = self.bridge.reason if self.bridge is not None else None
-            return CloseStream(reason or "call ended")
+            # fastrtc's CloseStream would make the audio track return None to aiortc's sender (a logged
+            # traceback); the gateway closes the peer connection instead, after this message.
+            self.post({"type": "end_stream", "data": self.bridge.reason or "call ended"})
+            return None
         return item
 
     async def shutdown(self) -> None:

@@ -81,7 +81,7 @@ async def test_browser_call_from_the_page(rtc_server: CozyServer, question: np.n
         calls = [s for s in sessions if s["id"].startswith("call_") and s["personality_id"] == "voice-concierge"]
         messages = (await http.get(f"/chat/sessions/{calls[0]['id']}/messages")).json()["data"]
     said = [m["content"] for m in messages if m["role"] == "user"]
-    assert said and "paris" in said[-1].lower(), (messages, console[-20:])
+    assert said and "what time is it" in said[-1].lower(), (messages, console[-20:])  # tiny.en may hear "pairs"
 
 
 RECEIVED_ENERGY = """(async () => {

@@ -52,7 +52,7 @@ async def test_spoken_turn_gets_reply_audio(rtc_server: CozyServer, question: np
         logs = call.logs()
         assert "pause_detected" in logs and "response_starting" in logs
         said = [m["transcript"] for m in logs if isinstance(m, dict) and m.get("role") == "user"]
-        assert said and "paris" in said[0].lower()
+        assert said and "what time is it" in said[0].lower()  # (Whisper tiny.en sometimes hears "pairs")
         replies = [m["transcript"] for m in logs if isinstance(m, dict) and m.get("role") == "assistant"]
         assert replies and replies[0].startswith("Echo:")
         assert not call.logs("error")
@@ -114,6 +114,7 @@ async def test_offer_needs_a_key_and_valid_input(rtc_server: CozyServer) -> None
 
 
 async def test_concurrency_limit(rtc_server: CozyServer) -> None:
+    await wait_no_calls(rtc_server)  # calls of earlier tests are gone
     calls = [await connect(rtc_server) for _ in range(CONCURRENCY)]
     try:
         extra = Call(rtc_server.root_url, ADMIN_KEY)
