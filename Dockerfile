@@ -5,6 +5,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends build-essential
 WORKDIR /app
 COPY requirements.lock pyproject.toml README.md Makefile ./
 COPY scripts ./scripts
+COPY cozy_core ./cozy_core
 COPY cozy_actors ./cozy_actors
 COPY cozy_media ./cozy_media
 COPY cozy_http ./cozy_http
