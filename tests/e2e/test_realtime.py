@@ -22,6 +22,12 @@ TEXT_SESSION = {"type": "realtime", "output_modalities": ["text"]}
 VAD = {"type": "server_vad", "silence_duration_ms": 300, "prefix_padding_ms": 300, "threshold": 0.5}
 
 
+def heard_question(text: str) -> bool:
+    """Whisper tiny.en hears the clip's 'Paris' as 'pairs' now and then: check the rest of it."""
+    t = text.lower()
+    return "time is it in" in t and ("paris" in t or "pairs" in t)
+
+
 def user_text(text: str) -> dict:
     return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
 
@@ -64,14 +70,14 @@ async def test_audio_turn_with_server_vad(rt_client: openai.AsyncOpenAI, speech_
         assert started.item_id == stopped.item_id and stopped.audio_end_ms > started.audio_start_ms
         completed = (await ev.wait("conversation.item.input_audio_transcription.completed"))[0]
         assert completed.item_id == started.item_id
-        assert "paris" in completed.transcript.lower(), completed.transcript
+        assert heard_question(completed.transcript), completed.transcript
         await ev.wait("response.output_audio.delta")
         first_audio = ev.times("response.output_audio.delta")[0]
         done = (await ev.wait("response.done"))[0]
         sender.cancel()
         assert done.response.status == "completed"
         transcript = ev.of("response.output_audio_transcript.done")[0].transcript
-        assert transcript.startswith("Echo:") and "paris" in transcript.lower()
+        assert transcript.startswith("Echo:") and heard_question(transcript)
         assert first_audio - speech_end < 3.0  # generous here; benchmarks/realtime_latency.py measures it
         assert len(ev.of("response.output_audio.delta")) >= 5
         await ev.close()
@@ -114,10 +120,10 @@ async def test_manual_commit_and_client_truncate(rt_client: openai.AsyncOpenAI, 
         await conn.response.create()
         committed = (await ev.wait("input_audio_buffer.committed"))[0]
         completed = (await ev.wait("conversation.item.input_audio_transcription.completed"))[0]
-        assert completed.item_id == committed.item_id and "paris" in completed.transcript.lower()
+        assert completed.item_id == committed.item_id and heard_question(completed.transcript)
         done = (await ev.wait("response.done"))[0]
         assert done.response.status == "completed"
-        assert "paris" in ev.of("response.output_audio_transcript.done")[0].transcript.lower()
+        assert heard_question(ev.of("response.output_audio_transcript.done")[0].transcript)
         item_id = done.response.output[0].id
         await conn.conversation.item.truncate(item_id=item_id, content_index=0, audio_end_ms=100)
         truncated = (await ev.wait("conversation.item.truncated"))[0]

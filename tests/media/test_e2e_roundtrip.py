@@ -78,9 +78,9 @@ def _load_round(speech_server: SpeechServer, clips: list[Clip], round_no: int) -
 
 
 def test_health_stays_fast_under_speech_load(speech_server: SpeechServer, clips: list[Clip]) -> None:
-    """The server's event loop must never stall behind inference. On a shared machine another
-    process can steal the CPU for a moment, so one clean round of two proves the property; a real
-    stall (inference on the loop) fails both."""
+    """The server's event loop must never stall behind inference. On a shared 2-core machine the
+    scheduler can steal the CPU for a moment, so a round passes when 99% of its ~300 probes answer
+    under 50 ms and none takes 250 ms; inference on the loop (0.3-1 s per decode) fails both rounds."""
     summaries = []
     for round_no in (1, 2):
         latencies = _load_round(speech_server, clips, round_no)
@@ -88,6 +88,7 @@ def test_health_stays_fast_under_speech_load(speech_server: SpeechServer, clips:
         summaries.append(f"round {round_no}: {len(latencies)} probes, median {statistics.median(latencies):.1f} ms, "
                          f"worst {', '.join(f'{v:.0f}' for v in worst)} ms")
         print(summaries[-1])
-        if max(latencies) < 50:
+        slow = sum(v >= 50 for v in latencies)
+        if slow <= len(latencies) // 100 and max(latencies) < 250:
             return
     raise AssertionError("; ".join(summaries))
