@@ -205,10 +205,14 @@ class RealtimeSession:
                 f"audio, but buffer only has {ms:.2f}ms of audio.",
                 code="input_audio_buffer_commit_empty",
             )
+        self.commit_audio_item(new_id())
+
+    def commit_audio_item(self, item_id: str) -> None:
+        """Announce the committed input audio as a user item (its transcript arrives later)."""
+        self.emit(
+            {"type": "input_audio_buffer.committed", "previous_item_id": self.items.last_id(), "item_id": item_id}
+        )
         audio, self.audio = bytes(self.audio), bytearray()
-        item_id = new_id()
-        prev = self.items.last_id()
-        self.emit({"type": "input_audio_buffer.committed", "previous_item_id": prev, "item_id": item_id})
         item = {
             "id": item_id,
             "object": "realtime.item",

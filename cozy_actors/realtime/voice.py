@@ -6,7 +6,6 @@ rather than to client events. Runs on the actor's task like the rest of the sess
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from collections import deque
@@ -58,28 +57,13 @@ class VoiceTurns:
         if not self.input.commit():
             return False
         item_id = new_id()
-        self._announce(item_id)
+        self.s.commit_audio_item(item_id)
         self._manual.append(item_id)
         self._pending_finals += 1
         return True
 
     def defer(self, start: Any) -> None:
         self._deferred = start
-
-    def _announce(self, item_id: str) -> None:
-        s = self.s
-        s.emit({"type": "input_audio_buffer.committed", "previous_item_id": s.items.last_id(), "item_id": item_id})
-        audio, s.audio = bytes(s.audio), bytearray()
-        item = {
-            "id": item_id,
-            "object": "realtime.item",
-            "type": "message",
-            "status": "completed",
-            "role": "user",
-            "content": [{"type": "input_audio", "transcript": None}],
-        }
-        s.add_item(item, None)
-        item["content"][0]["audio"] = base64.b64encode(audio).decode()
 
     def on_event(self, msg: AudioEvent) -> None:
         if msg.generation != self.input.generation:
@@ -99,7 +83,7 @@ class VoiceTurns:
                         "item_id": item_id,
                     }
                 )
-                self._announce(item_id)
+                self.s.commit_audio_item(item_id)
                 self._pending_finals += 1
         elif isinstance(ev, UtteranceFinal):
             self._final(ev.utterance, ev.transcript.text.strip(), ev.transcript.duration)
