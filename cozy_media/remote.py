@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 from pydantic import Field, SecretStr, field_validator
 
-from cozy_core.engines import EngineError, EngineOptions, EngineTimeout
+from cozy_core.engines import EngineError, EngineOptions, EngineTimeout, Health
 
 
 class RemoteOptions(EngineOptions):
@@ -46,3 +46,27 @@ def upstream_error(exc: Exception, what: str) -> EngineError:
         return EngineError(f"{what}: upstream answered {exc.response.status_code} {detail}".strip(),
                            code="ENGINE_UPSTREAM_ERROR", status=502)
     return EngineError(f"{what}: upstream unreachable ({type(exc).__name__})", code="ENGINE_UNAVAILABLE", status=502)
+
+
+class RemoteClient:
+    """The HTTP client lifecycle every remote speech provider shares (mix in before the engine base)."""
+
+    options: RemoteOptions
+    what = "remote engine"
+    _client: httpx.AsyncClient | None = None
+
+    async def initialize(self) -> None:
+        self._client = make_client(self.options)
+
+    async def health_check(self) -> Health:
+        return Health(self._client is not None, "" if self._client else "not initialized")
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise EngineError(f"{self.what} not initialized", code="ENGINE_UNAVAILABLE", status=503)
+        return self._client

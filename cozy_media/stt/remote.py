@@ -8,11 +8,9 @@ from typing import Any, ClassVar, Literal
 import httpx
 import numpy as np
 
-from cozy_core.engines import EngineError, Health
-
 from ..audio.encode import encode_audio
 from ..audio.frames import float32_to_int16
-from ..remote import RemoteOptions, make_client, upstream_error
+from ..remote import RemoteClient, RemoteOptions, upstream_error
 from .base import SAMPLE_RATE, Segment, STTEngine, Transcript
 
 
@@ -20,24 +18,13 @@ class RemoteSTTOptions(RemoteOptions):
     response_format: Literal["json", "verbose_json"] = "json"
 
 
-class OpenAISTT(STTEngine):
+class OpenAISTT(RemoteClient, STTEngine):
+    what = "remote STT"
     provider: ClassVar[str] = "openai"
     Options = RemoteSTTOptions
 
     def __init__(self, options: RemoteSTTOptions) -> None:
         self.options = options
-        self._client: httpx.AsyncClient | None = None
-
-    async def initialize(self) -> None:
-        self._client = make_client(self.options)
-
-    async def health_check(self) -> Health:
-        return Health(self._client is not None, "" if self._client else "not initialized")
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
     async def transcribe(
         self,
@@ -48,8 +35,7 @@ class OpenAISTT(STTEngine):
         word_timestamps: bool = False,
         text_only: bool = False,
     ) -> Transcript:
-        if self._client is None:
-            raise EngineError("remote STT not initialized", code="ENGINE_UNAVAILABLE", status=503)
+        client = self.client()
         wav = encode_audio(float32_to_int16(audio), SAMPLE_RATE, "wav")
         data: dict[str, Any] = {"model": self.options.model, "response_format": self.options.response_format}
         if language:
@@ -57,7 +43,7 @@ class OpenAISTT(STTEngine):
         if prompt:
             data["prompt"] = prompt
         try:
-            response = await self._client.post(
+            response = await client.post(
                 "audio/transcriptions", data=data, files={"file": ("audio.wav", wav, "audio/wav")}
             )
             response.raise_for_status()
