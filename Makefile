@@ -13,6 +13,7 @@ serve: install
 
 test: install-dev
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 	.venv/bin/pytest -q $(ARGS)
 
 lint: install-dev

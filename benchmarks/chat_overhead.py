@@ -130,16 +130,20 @@ class Target:
 
     def raw_request(self, body: bytes) -> bytes:
         parts = urlsplit(self.url)
-        head = [f"POST {parts.path} HTTP/1.1", f"Host: {parts.netloc}", "Content-Type: application/json",
-                f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in self.headers.items())]
+        head = [
+            f"POST {parts.path} HTTP/1.1",
+            f"Host: {parts.netloc}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+            *(f"{k}: {v}" for k, v in self.headers.items()),
+        ]
         return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
     async def conn(self, i: int) -> _Conn:
         conn = self.conns[i]
         if conn is None or conn.closed:
             parts = urlsplit(self.url)
-            _, conn = await asyncio.get_running_loop().create_connection(
-                _Conn, parts.hostname, parts.port or 80)
+            _, conn = await asyncio.get_running_loop().create_connection(_Conn, parts.hostname, parts.port or 80)
             self.conns[i] = conn
         return conn
 
@@ -197,13 +201,23 @@ def _cpu_seconds(pgid: int | None) -> float | None:
     return total
 
 
-async def run_phase(target: Target, n: int, c: int, stream: bool, pgids: dict[str, int | None],
-                    session: str | None = None, cozy_ext: dict[str, Any] | None = None) -> dict:
+async def run_phase(
+    target: Target,
+    n: int,
+    c: int,
+    stream: bool,
+    pgids: dict[str, int | None],
+    session: str | None = None,
+    cozy_ext: dict[str, Any] | None = None,
+) -> dict:
     """N requests at concurrency C against one target; latency percentiles, req/s, errors, CPU.
     With `session`, worker i sends `cozy.session_id = <session>-<i>` (a persisted conversation each;
     one turn at a time per session, as a real client does)."""
-    base = {"model": "stub-model", "messages": [{"role": "user", "content": "hello"}],
-            **({"stream": True} if stream else {})}
+    base = {
+        "model": "stub-model",
+        "messages": [{"role": "user", "content": "hello"}],
+        **({"stream": True} if stream else {}),
+    }
     ext = [{**(cozy_ext or {}), **({"session_id": f"{session}-{i}"} if session else {})} for i in range(c)]
     bodies = [orjson.dumps({**base, "cozy": ext[i]} if ext[i] else base) for i in range(c)]
     raws = [target.raw_request(b) for b in bodies]
@@ -236,22 +250,34 @@ async def run_phase(target: Target, n: int, c: int, stream: bool, pgids: dict[st
     for name, before in cpu0.items():
         after = _cpu_seconds(pgids[name])
         cpu[name] = None if before is None or after is None else after - before
-    return {"n": n, "ok": len(latencies), "errors": sum(errors.values()), "error_kinds": dict(errors),
-            "wall_s": round(wall, 3), "rps": round(len(latencies) / wall, 1),
-            **_stats("", latencies), **(_stats("first_content_", firsts) if stream else {}),
-            "cpu_ms_per_req": {k: None if v is None else round(v * 1000 / n, 3) for k, v in cpu.items()}}
+    return {
+        "n": n,
+        "ok": len(latencies),
+        "errors": sum(errors.values()),
+        "error_kinds": dict(errors),
+        "wall_s": round(wall, 3),
+        "rps": round(len(latencies) / wall, 1),
+        **_stats("", latencies),
+        **(_stats("first_content_", firsts) if stream else {}),
+        "cpu_ms_per_req": {k: None if v is None else round(v * 1000 / n, 3) for k, v in cpu.items()},
+    }
 
 
 def _stats(prefix: str, values: list[float]) -> dict[str, float | None]:
     if len(values) < 2:
         return {f"{prefix}{k}_ms": None for k in ("p50", "p95", "p99", "mean")}
     q = statistics.quantiles(values, n=100, method="inclusive")
-    return {f"{prefix}p50_ms": round(q[49], 3), f"{prefix}p95_ms": round(q[94], 3),
-            f"{prefix}p99_ms": round(q[98], 3), f"{prefix}mean_ms": round(statistics.fmean(values), 3)}
+    return {
+        f"{prefix}p50_ms": round(q[49], 3),
+        f"{prefix}p95_ms": round(q[94], 3),
+        f"{prefix}p99_ms": round(q[98], 3),
+        f"{prefix}mean_ms": round(statistics.fmean(values), 3),
+    }
 
 
-def start_cozy(stub_url: str, api_key: str | None, data_dir: str | None = None,
-               config_dir: Path | None = None) -> tuple[ManagedProcess, str]:
+def start_cozy(
+    stub_url: str, api_key: str | None, data_dir: str | None = None, config_dir: Path | None = None
+) -> tuple[ManagedProcess, str]:
     """Start CozyEngine on a free port against the stub; ready once GET /ready
     answers 200 (models loaded: loading them would skew the figures).
     Its database: DATABASE_URL if set, else an embedded PostgreSQL under `data_dir` (a fresh temp
@@ -259,12 +285,27 @@ def start_cozy(stub_url: str, api_key: str | None, data_dir: str | None = None,
     port = free_port()
     venv_python = ROOT / ".venv" / "bin" / "python"
     python = str(venv_python) if venv_python.exists() else sys.executable
-    env = {"COZY_LLM_BASE_URL": stub_url, "COZY_LLM_API_KEY": "stub", "COZY_LLM_MODEL": "stub-model",
-           "COZY_LOG_LEVEL": "warning", "COZY_RATE_LIMIT_RPM": "100000000", "COZY_RATE_LIMIT_BURST": "1000000",
-           **({"COZY_DATA_DIR": data_dir} if data_dir and not os.environ.get("DATABASE_URL") else {}),
-           **({"COZY_BOOTSTRAP_ADMIN_KEY": api_key} if api_key else {})}
-    args = [python, "-m", "cozy_http.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-            *(["--config", str(config_dir)] if config_dir else [])]
+    env = {
+        "COZY_LLM_BASE_URL": stub_url,
+        "COZY_LLM_API_KEY": "stub",
+        "COZY_LLM_MODEL": "stub-model",
+        "COZY_LOG_LEVEL": "warning",
+        "COZY_RATE_LIMIT_RPM": "100000000",
+        "COZY_RATE_LIMIT_BURST": "1000000",
+        **({"COZY_DATA_DIR": data_dir} if data_dir and not os.environ.get("DATABASE_URL") else {}),
+        **({"COZY_BOOTSTRAP_ADMIN_KEY": api_key} if api_key else {}),
+    }
+    args = [
+        python,
+        "-m",
+        "cozy_http.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *(["--config", str(config_dir)] if config_dir else []),
+    ]
     proc = start_process(args, None, env=env)
     wait_http_ok(f"http://127.0.0.1:{port}/ready", timeout=180, process=proc)
     return proc, f"http://127.0.0.1:{port}"
@@ -291,7 +332,8 @@ def _fmt(value: float | None) -> str:
 def report(results: dict[str, dict[str, Any]]) -> list[str]:
     """The printed table, overheads and target checks (overheads are also stored in results)."""
     cols = f"{'mode':<10}{'target':<8}{'ok':>7}{'err':>5}" + "".join(
-        f"{c:>8}" for c in ("p50", "p95", "p99", "mean", "req/s"))
+        f"{c:>8}" for c in ("p50", "p95", "p99", "mean", "req/s")
+    )
     lines = [cols + f"{'1st p50':>9}{'1st p99':>9}   cpu ms/req client/stub/cozy"]
     for mode, res in results.items():
         for name in ("direct", "cozy"):
@@ -299,41 +341,91 @@ def report(results: dict[str, dict[str, Any]]) -> list[str]:
                 continue
             r = res[name]
             cpu = "/".join(_fmt(r["cpu_ms_per_req"].get(k)) for k in ("client", "stub", "cozy"))
-            lines.append(f"{mode:<10}{name:<8}{r['ok']:>7}{r['errors']:>5}" + "".join(
-                f"{_fmt(r.get(k)):>8}" for k in ("p50_ms", "p95_ms", "p99_ms", "mean_ms")) +
-                f"{r['rps']:>8.0f}{_fmt(r.get('first_content_p50_ms')):>9}"
-                f"{_fmt(r.get('first_content_p99_ms')):>9}   {cpu}")
+            lines.append(
+                f"{mode:<10}{name:<8}{r['ok']:>7}{r['errors']:>5}"
+                + "".join(f"{_fmt(r.get(k)):>8}" for k in ("p50_ms", "p95_ms", "p99_ms", "mean_ms"))
+                + f"{r['rps']:>8.0f}{_fmt(r.get('first_content_p50_ms')):>9}"
+                f"{_fmt(r.get('first_content_p99_ms')):>9}   {cpu}"
+            )
     lines.append("")
     for mode, res in results.items():
         if "direct" not in res:  # a persisted mode: compared with its non-persisted twin below
             continue
         d, z = res["direct"], res["cozy"]
-        keys = ["p50_ms", "p95_ms", "p99_ms"] + (["first_content_p50_ms", "first_content_p99_ms"]
-                                                 if mode == "stream" else [])
+        keys = ["p50_ms", "p95_ms", "p99_ms"] + (
+            ["first_content_p50_ms", "first_content_p99_ms"] if mode == "stream" else []
+        )
         over = {k: None if d.get(k) is None or z.get(k) is None else round(z[k] - d[k], 3) for k in keys}
         res["overhead_ms"] = over
-        checks = {"p50 < 5 ms": (over["p50_ms"], TARGETS["overhead_p50_ms"], True),
-                  "p99 < 20 ms": (over["p99_ms"], TARGETS["overhead_p99_ms"], True),
-                  ">= 300 req/s": (z["rps"], TARGETS["cozy_rps"], False)}
-        res["targets_met"] = {k: v is not None and (v < lim if below else v >= lim)
-                              for k, (v, lim, below) in checks.items()}
-        lines.append(f"overhead {mode:<9} " + "  ".join(f"{k.removesuffix('_ms')} {_fmt(v)} ms"
-                                                        for k, v in over.items()))
-        lines.append(" " * 19 + "targets: " + "  ".join(
-            f"{k} {'ok' if met else 'MISSED'}" for k, met in res["targets_met"].items()))
+        checks = {
+            "p50 < 5 ms": (over["p50_ms"], TARGETS["overhead_p50_ms"], True),
+            "p99 < 20 ms": (over["p99_ms"], TARGETS["overhead_p99_ms"], True),
+            ">= 300 req/s": (z["rps"], TARGETS["cozy_rps"], False),
+        }
+        res["targets_met"] = {
+            k: v is not None and (v < lim if below else v >= lim) for k, (v, lim, below) in checks.items()
+        }
+        lines.append(
+            f"overhead {mode:<9} " + "  ".join(f"{k.removesuffix('_ms')} {_fmt(v)} ms" for k, v in over.items())
+        )
+        lines.append(
+            " " * 19
+            + "targets: "
+            + "  ".join(f"{k} {'ok' if met else 'MISSED'}" for k, met in res["targets_met"].items())
+        )
     for mode, res in results.items():
         plain = results.get(mode.removesuffix("+persist"), {})
         if mode.endswith("+persist") and "cozy" in plain and "direct" in plain:
             keys = ["p50_ms", "p95_ms", "p99_ms"]
-            cost = {k: None if res["cozy"].get(k) is None or plain["cozy"].get(k) is None
-                    else round(res["cozy"][k] - plain["cozy"][k], 3) for k in keys}
-            over = {k: None if res["cozy"].get(k) is None or plain["direct"].get(k) is None
-                    else round(res["cozy"][k] - plain["direct"][k], 3) for k in keys}
+            cost = {
+                k: None
+                if res["cozy"].get(k) is None or plain["cozy"].get(k) is None
+                else round(res["cozy"][k] - plain["cozy"][k], 3)
+                for k in keys
+            }
+            over = {
+                k: None
+                if res["cozy"].get(k) is None or plain["direct"].get(k) is None
+                else round(res["cozy"][k] - plain["direct"][k], 3)
+                for k in keys
+            }
             res["persist_cost_ms"], res["overhead_ms"] = cost, over
-            lines.append(f"persisted {mode.removesuffix('+persist'):<8} turn cost vs stateless  " + "  ".join(
-                f"{k.removesuffix('_ms')} {_fmt(v)} ms" for k, v in cost.items()) + "   overhead vs direct  " +
-                "  ".join(f"{k.removesuffix('_ms')} {_fmt(v)} ms" for k, v in over.items()))
+            lines.append(
+                f"persisted {mode.removesuffix('+persist'):<8} turn cost vs stateless  "
+                + "  ".join(f"{k.removesuffix('_ms')} {_fmt(v)} ms" for k, v in cost.items())
+                + "   overhead vs direct  "
+                + "  ".join(f"{k.removesuffix('_ms')} {_fmt(v)} ms" for k, v in over.items())
+            )
     return lines
+
+
+async def context_fetch_means(cozy_url: str, auth: dict[str, str]) -> dict[str, tuple[float, float]]:
+    """(sum s, count) of `cozy_context_fetch_seconds` per engine, from the server's /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    root = cozy_url.rstrip("/").removesuffix("/v1")
+    async with httpx.AsyncClient(timeout=10) as client:
+        text = (await client.get(f"{root}/metrics", headers=auth)).text
+    out: dict[str, list[float]] = {}
+    for fam in text_string_to_metric_families(text):
+        if fam.name == "cozy_context_fetch_seconds":
+            for sample in fam.samples:
+                slot = out.setdefault(sample.labels["engine"], [0.0, 0.0])
+                if sample.name.endswith("_sum"):
+                    slot[0] += sample.value
+                elif sample.name.endswith("_count"):
+                    slot[1] += sample.value
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def mean_between(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Mean latency (ms) per engine over the requests between two scrapes."""
+    means = {}
+    for name, (total, count) in after.items():
+        t0, c0 = before.get(name, (0.0, 0.0))
+        if count > c0:
+            means[name] = round((total - t0) / (count - c0) * 1000, 1)
+    return means
 
 
 async def bench(args: argparse.Namespace, stub_url: str, cozy_url: str, pgids: dict[str, int | None]) -> dict:
@@ -355,30 +447,39 @@ async def bench(args: argparse.Namespace, stub_url: str, cozy_url: str, pgids: d
             # --personalization measures what fetching knowledge/profile/memory adds on top.
             off = {"use_personalization": False}
             for target in (direct, cozy):
-                res[f"warmup_{target.name}"] = await run_phase(target, warm, args.concurrency, stream, pgids,
-                                                               cozy_ext=off)
+                res[f"warmup_{target.name}"] = await run_phase(
+                    target, warm, args.concurrency, stream, pgids, cozy_ext=off
+                )
             for target in (direct, cozy):
-                res[target.name] = await run_phase(target, args.requests, args.concurrency, stream, pgids,
-                                                   cozy_ext=off)
+                res[target.name] = await run_phase(target, args.requests, args.concurrency, stream, pgids, cozy_ext=off)
                 print(f"  {mode} {target.name}: {res[target.name]['rps']:.0f} req/s", file=sys.stderr)
             results[mode] = res
             if args.persist:  # the same requests through CozyEngine, each worker in its own stored session
                 tag = f"bench-{int(time.time())}-{mode}"
-                pres: dict[str, Any] = {"warmup_cozy": await run_phase(cozy, warm, args.concurrency, stream, pgids,
-                                                                       tag)}
+                pres: dict[str, Any] = {
+                    "warmup_cozy": await run_phase(cozy, warm, args.concurrency, stream, pgids, tag)
+                }
                 pres["cozy"] = await run_phase(cozy, args.requests, args.concurrency, stream, pgids, tag)
                 print(f"  {mode}+persist cozy: {pres['cozy']['rps']:.0f} req/s", file=sys.stderr)
                 results[f"{mode}+persist"] = pres
             if args.personalization:  # the same requests with knowledge/profile/memory fetched per turn
                 on = {"use_personalization": True}
-                pz: dict[str, Any] = {"warmup_cozy": await run_phase(cozy, warm, args.concurrency, stream, pgids,
-                                                                     cozy_ext=on)}
+                pz: dict[str, Any] = {
+                    "warmup_cozy": await run_phase(cozy, warm, args.concurrency, stream, pgids, cozy_ext=on)
+                }
+                before = await context_fetch_means(cozy_url, auth)
                 pz["cozy"] = await run_phase(cozy, args.requests, args.concurrency, stream, pgids, cozy_ext=on)
                 base_p50, p50 = res["cozy"]["p50_ms"], pz["cozy"]["p50_ms"]
                 pz["added_p50_ms"] = None if base_p50 is None or p50 is None else round(p50 - base_p50, 3)
                 pz["slowest_engine_ms"] = max(args.personalization)
-                print(f"  {mode}+personalization: added p50 {pz['added_p50_ms']} ms "
-                      f"(slowest engine {max(args.personalization):g} ms)", file=sys.stderr)
+                # What each engine really took (injected delay + its PostgreSQL query), from the server.
+                pz["engine_mean_ms"] = mean_between(before, await context_fetch_means(cozy_url, auth))
+                print(
+                    f"  {mode}+personalization: added p50 {pz['added_p50_ms']} ms "
+                    f"(slowest engine {max(args.personalization):g} ms injected; measured means "
+                    f"{pz['engine_mean_ms']})",
+                    file=sys.stderr,
+                )
                 results[f"{mode}+personalization"] = pz
     finally:
         for target in (direct, cozy):
@@ -400,11 +501,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cozy-url", help="use this running server (http://host:port) instead of starting one")
     p.add_argument("--api-key", help="Bearer key for CozyEngine (default: env COZY_API_KEY)")
     p.add_argument("--client", choices=["raw", "httpx"], default="raw", help="load generator (see README)")
-    p.add_argument("--persist", action="store_true",
-                   help="also run every mode with cozy.session_id set (history loaded, turns stored in PostgreSQL)")
-    p.add_argument("--personalization", nargs="?", const="30,10,20", default=None, metavar="K,P,M",
-                   help="also run with personalization on; engines get these injected delays in ms "
-                        "(knowledge, profile, memory; default 30,10,20); baseline requests turn it off")
+    p.add_argument(
+        "--persist",
+        action="store_true",
+        help="also run every mode with cozy.session_id set (history loaded, turns stored in PostgreSQL)",
+    )
+    p.add_argument(
+        "--personalization",
+        nargs="?",
+        const="30,10,20",
+        default=None,
+        metavar="K,P,M",
+        help="also run with personalization on; engines get these injected delays in ms "
+        "(knowledge, profile, memory; default 30,10,20); baseline requests turn it off",
+    )
     args = p.parse_args(argv)
     if args.personalization:
         args.personalization = [float(x) for x in args.personalization.split(",")]
@@ -446,10 +556,25 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     params = {k: v for k, v in vars(args).items() if k not in ("out", "api_key")}
     params.update(cozy_url=args.cozy_url or cozy_url, api_key_set=bool(api_key))
-    machine = {"cpu_count": os.cpu_count(), "python": platform.python_version(),
-               "platform": platform.platform(), "processor": platform.processor() or platform.machine()}
-    out.write_text(json.dumps({"params": params, "machine": machine, "targets": TARGETS, "results": results,
-                               "failed_requests": failed, "generated_at": time.time()}, indent=2))
+    machine = {
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+    }
+    out.write_text(
+        json.dumps(
+            {
+                "params": params,
+                "machine": machine,
+                "targets": TARGETS,
+                "results": results,
+                "failed_requests": failed,
+                "generated_at": time.time(),
+            },
+            indent=2,
+        )
+    )
     print(f"\nwritten {out}; failed requests: {failed}")
     return 1 if failed else 0
 

@@ -71,8 +71,12 @@ def config_dir(engines: str, stub_url: str, tmp: Path) -> Path:
         path = target / "engines.yaml"
         doc = yaml.safe_load(path.read_text())
         doc["stt"].update(provider="openai", options={"base_url": stub_url, "model": "whisper-1"})
-        doc["tts"].update(provider="openai", options={"base_url": stub_url, "model": "tts-1", "voices": ["alloy"]},
-                          default_voice="alloy", voice_aliases={"joe": "alloy"})
+        doc["tts"].update(
+            provider="openai",
+            options={"base_url": stub_url, "model": "tts-1", "voices": ["alloy"]},
+            default_voice="alloy",
+            voice_aliases={"joe": "alloy"},
+        )
         path.write_text(yaml.safe_dump(doc))
     (tmp / "personalities").symlink_to(ROOT / "personalities")
     return target
@@ -97,8 +101,14 @@ class Session:
             self.events: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue()
             reader = asyncio.create_task(self._read())
             vad = {"type": "server_vad", "silence_duration_ms": self.silence_ms, "prefix_padding_ms": 300}
-            await ws.send(json.dumps({"type": "session.update",
-                                      "session": {"type": "realtime", "audio": {"input": {"turn_detection": vad}}}}))
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "session.update",
+                        "session": {"type": "realtime", "audio": {"input": {"turn_detection": vad}}},
+                    }
+                )
+            )
             self.mic = asyncio.create_task(self._microphone())
             try:
                 for turn in range(self.turns):
@@ -123,8 +133,9 @@ class Session:
             for i, piece in enumerate(data):
                 if len(data) > 1 and i == 0:
                     self.onset = time.perf_counter()
-                await self.ws.send(json.dumps({"type": "input_audio_buffer.append",
-                                               "audio": base64.b64encode(piece).decode()}))
+                await self.ws.send(
+                    json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(piece).decode()})
+                )
                 next_at += self.frame_s
                 await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
             if len(data) > 1:
@@ -211,6 +222,34 @@ def scrape_lag(root: str) -> dict[float, float]:
     return out
 
 
+def scrape_stage_means(root: str) -> dict[str, tuple[float, float]]:
+    """(sum s, count) per turn stage (`cozy_turn_stage_seconds`): where the server's time goes."""
+    text = httpx.get(f"{root}/metrics", timeout=10).text
+    out: dict[str, list[float]] = {}
+    for fam in text_string_to_metric_families(text):
+        if fam.name == "cozy_turn_stage_seconds":
+            for s in fam.samples:
+                slot = out.setdefault(s.labels["stage"], [0.0, 0.0])
+                if s.name.endswith("_sum"):
+                    slot[0] = s.value
+                elif s.name.endswith("_count"):
+                    slot[1] = s.value
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def scrape_vad_batches(root: str) -> tuple[float, float]:
+    """(chunks, model calls) of the server's batched VAD so far."""
+    text = httpx.get(f"{root}/metrics", timeout=10).text
+    got = {"sum": 0.0, "count": 0.0}
+    for fam in text_string_to_metric_families(text):
+        if fam.name == "cozy_vad_batch_rows":
+            for s in fam.samples:
+                for key in got:
+                    if s.name.endswith("_" + key):
+                        got[key] = s.value
+    return got["sum"], got["count"]
+
+
 def rss_mb(pid: int) -> float:
     total = 0
     for p in [pid, *[int(c) for c in _children(pid)]]:
@@ -251,8 +290,12 @@ def summarize(sessions: list[Session]) -> dict[str, Any]:
         return [r[key] for r in rs if r.get(key) is not None and (barge is None or r["barge"] == barge)]
 
     out: dict[str, Any] = {"turns": len(rs), "replies_lost": sum(s.lost for s in sessions)}
-    for key in ("eos_to_first_audio_ms", "stopped_to_first_audio_ms", "onset_to_last_audio_ms",
-                "started_to_last_audio_ms"):
+    for key in (
+        "eos_to_first_audio_ms",
+        "stopped_to_first_audio_ms",
+        "onset_to_last_audio_ms",
+        "started_to_last_audio_ms",
+    ):
         values = col(key)
         out[key] = {"p50": pct(values, 50), "p95": pct(values, 95), "n": len(values)}
     return out
@@ -277,25 +320,63 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_dir(args.engines, stub.base_url, tmp)
         port = free_port()
-        env = {"COZY_LLM_BASE_URL": stub.base_url, "COZY_LLM_MODEL": "stub-model", "COZY_LLM_API_KEY": "stub",
-               "COZY_BOOTSTRAP_ADMIN_KEY": KEY, "COZY_LOG_LEVEL": "warning", "COZY_DATA_DIR": str(tmp / "data"),
-               "COZY_RATE_LIMIT_RPM": "1000000", "COZY_RATE_LIMIT_BURST": "100000"}
-        server = start_process([sys.executable, "-m", "cozy_http.cli", "serve", "--host", "127.0.0.1", "--port",
-                                str(port), "--config", str(cfg)], None, env=env)
+        env = {
+            "COZY_LLM_BASE_URL": stub.base_url,
+            "COZY_LLM_MODEL": "stub-model",
+            "COZY_LLM_API_KEY": "stub",
+            "COZY_BOOTSTRAP_ADMIN_KEY": KEY,
+            "COZY_LOG_LEVEL": "warning",
+            "COZY_DATA_DIR": str(tmp / "data"),
+            "COZY_RATE_LIMIT_RPM": "1000000",
+            "COZY_RATE_LIMIT_BURST": "100000",
+        }
+        server = start_process(
+            [
+                sys.executable,
+                "-m",
+                "cozy_http.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--config",
+                str(cfg),
+            ],
+            None,
+            env=env,
+        )
         root = f"http://127.0.0.1:{port}"
         wait_http_ok(f"{root}/ready", timeout=120, process=server)
         rss0 = rss_mb(server.pid)
         lag0 = scrape_lag(root)
+        vad0 = scrape_vad_batches(root)
+        stages0 = scrape_stage_means(root)
         started = time.perf_counter()
         sessions = asyncio.run(drive(f"ws://127.0.0.1:{port}/v1/realtime?model=stub-model", clip, args))
         elapsed = time.perf_counter() - started
         rss1 = rss_mb(server.pid)
         summary = summarize(sessions)
+        vad1 = scrape_vad_batches(root)
+        stages1 = scrape_stage_means(root)
+        calls = vad1[1] - vad0[1]
         summary.update(
-            engines=args.engines, sessions=args.sessions, turns_per_session=args.turns, frame_ms=args.frame_ms,
-            silence_ms=args.silence_ms, wall_s=round(elapsed, 1), loop_lag_p99_ms=lag_p99(lag0, scrape_lag(root)),
-            rss_mb_before=round(rss0, 1), rss_mb_after=round(rss1, 1),
+            engines=args.engines,
+            sessions=args.sessions,
+            turns_per_session=args.turns,
+            frame_ms=args.frame_ms,
+            silence_ms=args.silence_ms,
+            wall_s=round(elapsed, 1),
+            loop_lag_p99_ms=lag_p99(lag0, scrape_lag(root)),
+            rss_mb_before=round(rss0, 1),
+            rss_mb_after=round(rss1, 1),
             rss_mb_per_session=round((rss1 - rss0) / max(1, args.sessions), 2),
+            vad_chunks_per_model_call=round((vad1[0] - vad0[0]) / calls, 1) if calls else None,
+            server_stage_mean_ms={
+                k: round((v[0] - stages0.get(k, (0.0, 0.0))[0]) / n * 1000, 1)
+                for k, v in stages1.items()
+                if (n := v[1] - stages0.get(k, (0.0, 0.0))[1]) > 0
+            },
             machine={"cpus": os.cpu_count(), "python": platform.python_version()},
         )
     finally:

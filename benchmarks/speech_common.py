@@ -32,8 +32,18 @@ def start_server(extra_env: dict[str, str] | None = None) -> tuple[ManagedProces
         "COZY_DATA_DIR": str(ROOT / ".cozy-data" / "bench"),
         **(extra_env or {}),
     }
-    args = [sys.executable, "-m", "cozy_http.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-            "--config", str(ROOT / "config")]
+    args = [
+        sys.executable,
+        "-m",
+        "cozy_http.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--config",
+        str(ROOT / "config"),
+    ]
     process = start_process(args, None, env=env)
     root = f"http://127.0.0.1:{port}"
     wait_http_ok(f"{root}/ready", timeout=300, process=process)
@@ -66,8 +76,13 @@ def summary(values: list[float], digits: int = 1) -> dict[str, float]:
 
 def machine() -> dict[str, Any]:
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
-            "loadavg_at_end": load, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "loadavg_at_end": load,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def write_report(name: str, data: dict[str, Any], out: str | None) -> Path:
@@ -83,5 +98,7 @@ def print_table(title: str, rows: dict[str, dict[str, float]], unit: str = "ms")
     print(f"  {'metric':<{width}} {'n':>4} {'p50':>9} {'p95':>9} {'min':>9} {'max':>9}")
     for name, s in rows.items():
         missing = f"  ({s['missing']} without)" if s.get("missing") else ""
-        print(f"  {name:<{width}} {s['n']:>4} {s['p50']:>7.1f}{unit:>2} {s['p95']:>7.1f}{unit:>2} "
-              f"{s['min']:>7.1f}{unit:>2} {s['max']:>7.1f}{unit:>2}{missing}")
+        print(
+            f"  {name:<{width}} {s['n']:>4} {s['p50']:>7.1f}{unit:>2} {s['p95']:>7.1f}{unit:>2} "
+            f"{s['min']:>7.1f}{unit:>2} {s['max']:>7.1f}{unit:>2}{missing}"
+        )

@@ -54,8 +54,12 @@ async def one_utterance(url: str, speech: np.ndarray, silence_ms: int, commit: b
     first_speech = len(lead) + first
     last_speech = len(lead) + last
     marks: dict[str, float] = {}
-    config = {"type": "config", "sample_rate": 16000, "language": "en",
-              "vad": None if commit else {"silence_duration_ms": silence_ms}}
+    config = {
+        "type": "config",
+        "sample_rate": 16000,
+        "language": "en",
+        "vad": None if commit else {"silence_duration_ms": silence_ms},
+    }
     async with websockets.connect(url, max_size=None) as ws:
         await ws.send(json.dumps(config))
 
@@ -102,8 +106,9 @@ def synthesize(root: str) -> list[np.ndarray]:
     out = []
     with httpx.Client(base_url=root, timeout=120) as http:
         for text in SENTENCES:
-            r = http.post("/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": text,
-                                                    "response_format": "pcm"})
+            r = http.post(
+                "/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": text, "response_format": "pcm"}
+            )
             r.raise_for_status()
             out.append(resample(np.frombuffer(r.content, dtype="<i2"), 24000, 16000))
     return out
@@ -139,14 +144,21 @@ def main() -> int:
             "vad: last speech frame -> final": summary([r["final_after_last_speech_ms"] for r in results["vad"]]),
             "commit: commit -> final": summary([r["final_after_commit_ms"] for r in results["commit"]]),
         }
-        print_table(f"Streaming STT ({args.runs} utterances per mode, silence_duration_ms {args.silence_ms}, "
-                    f"server {root})", rows)
+        print_table(
+            f"Streaming STT ({args.runs} utterances per mode, silence_duration_ms {args.silence_ms}, server {root})",
+            rows,
+        )
         declared, commit = rows["vad: speech_stopped -> final"], rows["commit: commit -> final"]
         ok = declared["p95"] < TARGET_FINAL_MS and commit["p95"] < TARGET_FINAL_MS
-        print(f"  target: final < {TARGET_FINAL_MS:.0f} ms after end of speech (declared by VAD: p95 "
-              f"{declared['p95']:.0f} ms; by commit: p95 {commit['p95']:.0f} ms): {'met' if ok else 'NOT met'}")
-        path = write_report("stt_stream", {"runs": args.runs, "silence_ms": args.silence_ms, "server": root,
-                                           "summary": rows, "raw": results}, args.out)
+        print(
+            f"  target: final < {TARGET_FINAL_MS:.0f} ms after end of speech (declared by VAD: p95 "
+            f"{declared['p95']:.0f} ms; by commit: p95 {commit['p95']:.0f} ms): {'met' if ok else 'NOT met'}"
+        )
+        path = write_report(
+            "stt_stream",
+            {"runs": args.runs, "silence_ms": args.silence_ms, "server": root, "summary": rows, "raw": results},
+            args.out,
+        )
         print(f"  report: {path}")
     finally:
         if process is not None:

@@ -82,11 +82,21 @@ def main() -> int:
                 "http pcm": lambda i: run_http(http, i, "pcm"),
                 "http mp3": lambda i: run_http(http, i, "mp3"),
                 "sse speech.audio.delta (pcm)": lambda i: run_sse(
-                    http, i, "/v1/audio/speech",
-                    {"model": "tts-1", "voice": "alloy", "input": _text(i), "response_format": "pcm",
-                     "stream_format": "sse"}, b"speech.audio.delta"),
+                    http,
+                    i,
+                    "/v1/audio/speech",
+                    {
+                        "model": "tts-1",
+                        "voice": "alloy",
+                        "input": _text(i),
+                        "response_format": "pcm",
+                        "stream_format": "sse",
+                    },
+                    b"speech.audio.delta",
+                ),
                 "sse audio_chunk (/v1/audio/tts/stream, pcm)": lambda i: run_sse(
-                    http, i, "/v1/audio/tts/stream", {"text": _text(i), "format": "pcm"}, b"audio_chunk"),
+                    http, i, "/v1/audio/tts/stream", {"text": _text(i), "format": "pcm"}, b"audio_chunk"
+                ),
             }
             results = {name: [] for name in modes}
             for i in range(args.runs):  # round-robin: a change in machine load hits every mode alike
@@ -98,13 +108,17 @@ def main() -> int:
             rows[f"{name}: whole reply"] = summary([r["total_ms"] for r in runs])
         rtf = summary([r["rtf"] for r in results["http pcm"]], digits=3)
         print_table(f"TTS streaming latency ({args.runs} runs per mode, server {root})", rows)
-        print(f"\n  real-time factor (http pcm, synthesis time / audio time): p50 {rtf['p50']:.3f}, "
-              f"p95 {rtf['p95']:.3f}")
+        print(
+            f"\n  real-time factor (http pcm, synthesis time / audio time): p50 {rtf['p50']:.3f}, p95 {rtf['p95']:.3f}"
+        )
         first = rows["http pcm: first audio"]
         verdict = "met" if first["p95"] < TARGET_FIRST_AUDIO_MS else "NOT met"
         print(f"  target: first audio < {TARGET_FIRST_AUDIO_MS:.0f} ms (http pcm p95 {first['p95']:.0f} ms): {verdict}")
-        path = write_report("tts_stream", {"runs": args.runs, "server": root, "summary": rows,
-                                           "rtf_http_pcm": rtf, "raw": results}, args.out)
+        path = write_report(
+            "tts_stream",
+            {"runs": args.runs, "server": root, "summary": rows, "rtf_http_pcm": rtf, "raw": results},
+            args.out,
+        )
         print(f"  report: {path}")
     finally:
         if process is not None:

@@ -2,8 +2,8 @@
 
 Events go to a small in-process buffer; one pump task hands them to the background write queue
 (Redis Streams or in-process), whose consumer inserts them into `audit_events` in batches. Types
-in use: auth.failed, auth.forbidden, auth.token, auth.bootstrap, user.create, session.delete,
-admin.* (every admin action), tool.call.
+in use: auth.failed, auth.forbidden, auth.token, auth.bootstrap, user.create, user.update,
+user.key.create, user.key.revoke, session.delete, admin.* (every admin action), tool.call.
 """
 
 from __future__ import annotations

@@ -81,6 +81,7 @@ class Infra:
         self.ratelimit = RateLimiter(
             requests_per_minute=rl.requests_per_minute, burst=rl.burst, link=self.redis, enabled=rl.enabled
         )
+        self.auth.limiter = self.ratelimit
         self.cache = Cache("general", self.redis, l1_ttl_s=min(30.0, st.cache_ttl_s))
         self.first_admin_key: str | None = None
         self.started = False

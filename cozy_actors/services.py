@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from cozy_actors.admin import AdminService
+from cozy_actors.cache.broadcast import Broadcaster
 from cozy_actors.config import Settings
 from cozy_actors.context.build import ContextConfigError, build_context
 from cozy_actors.context.knowledge_admin import KnowledgeAdmin
@@ -109,6 +110,12 @@ class CozyServices:
         )
         self.knowledge = KnowledgeAdmin(self.context, self.auth, self.infra.audit)
         self.sessions = SessionService(self.store, self.supervisor, self.personalities, self.infra.audit)
+        # Cluster notices over Redis pub/sub: what an admin changes on one node, every node applies.
+        self.broadcast = Broadcaster(self.infra.redis)
+        self.auth.broadcast = self.broadcast
+        self.broadcast.on("personalities.reload", self._reload_personalities)
+        self.broadcast.on("tools.refresh", self._refresh_tools)
+        self.broadcast.on("auth.forget", self._forget_auth)
         self.admin = AdminService(
             s,
             auth=self.auth,
@@ -116,8 +123,10 @@ class CozyServices:
             audit_store=self.infra.audit_store,
             personalities=self.personalities,
             tools=self.tools,
+            broadcast=self.broadcast,
         )
 
+        self.auth.on_end_sessions = lambda user, key: self.realtime.end_sessions(user_id=user, key_id=key)
         self.realtime = RealtimeService(
             app=s.app,
             supervisor=self.supervisor,
@@ -128,6 +137,28 @@ class CozyServices:
             speech=self.speech,
             context=self.context,
         )
+
+    # --- another node's notices (data None: we may have missed some while disconnected) --------
+    async def _reload_personalities(self, data: dict[str, Any] | None) -> None:
+        from cozy_actors.personalities import PersonalityError
+
+        try:
+            self.personalities.reload()
+        except PersonalityError as exc:  # the sending node validated the same files; keep ours
+            log.error("personalities not reloaded on notice: %s", "; ".join(exc.problems[:5]))
+
+    async def _refresh_tools(self, data: dict[str, Any] | None) -> None:
+        from cozy_actors.config import load_settings
+
+        await self.tools.refresh(load_settings(self.settings.config_dir).tools)
+
+    async def _forget_auth(self, data: dict[str, Any] | None) -> None:
+        if data is None:
+            self.auth.forget_all()
+            return
+        self.auth.forget(user_id=data.get("user_id"), key_id=data.get("key_id"))
+        if data.get("end_sessions"):
+            self.realtime.end_sessions(user_id=data.get("user_id"), key_id=data.get("key_id"))
 
     async def start(self) -> None:
         if not hasattr(self, "chat"):
@@ -143,6 +174,7 @@ class CozyServices:
         await self.context.start()
         self.speech.start()  # models load in the pool in the background; /ready waits for them
         await self.tools.start()  # MCP servers, each within its connect_timeout_s; a failed one is only reported
+        await self.broadcast.start()
         self.started = True
         log.info("services started", extra={"default_model": self.llms.default_id})
 
@@ -150,6 +182,7 @@ class CozyServices:
         if not self.started:
             return
         self.started = False
+        await self.broadcast.close()
         await self.supervisor.shutdown(timeout=10.0)
         await self.loadmon.stop()
         await self.llms.close()

@@ -14,6 +14,12 @@ from pydantic import BaseModel, ConfigDict
 from cozy_core.errors import CozyError
 
 
+def blank_to_none(value: Any) -> Any:
+    """`${VAR:-}` in config substitutes to ''; for an optional setting that means "not set".
+    Use as `Annotated[SecretStr | None, BeforeValidator(blank_to_none)]`."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
 class EngineOptions(BaseModel):
     """Base for a provider's options schema (the `options:` mapping in config)."""
 

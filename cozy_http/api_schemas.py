@@ -42,6 +42,21 @@ class UserCreate(BaseModel):
     rate_limit_burst: int | None = Field(None, ge=1)
 
 
+class UserUpdate(BaseModel):
+    """PATCH of a user: both optional; strict so `"disabled": "no"` is an error, not False."""
+
+    model_config = ConfigDict(extra="forbid")
+    disabled: bool | None = Field(None, strict=True)
+    role: Literal["user", "admin"] | None = None
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, max_length=64)
+    rate_limit_rpm: float | None = Field(None, gt=0)
+    rate_limit_burst: int | None = Field(None, ge=1)
+
+
 async def parse_body(request: Request, model: type[M], *, empty_ok: bool = False, form_ok: bool = False) -> M:
     """JSON body validated into `model`; `form_ok` also takes a form (OAuth2 password grant)."""
     ctype = request.headers.get("content-type", "")

@@ -6,8 +6,10 @@ from typing import Any
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _ERRORS = {"default": {"description": "Error", "content": {"application/json": {"schema": _ERROR}}}}
-_AUDIO = {t: {"schema": {"type": "string", "format": "binary"}} for t in (
-    "audio/mpeg", "audio/ogg", "audio/aac", "audio/flac", "audio/wav", "audio/pcm", "audio/basic")}
+_AUDIO = {
+    t: {"schema": {"type": "string", "format": "binary"}}
+    for t in ("audio/mpeg", "audio/ogg", "audio/aac", "audio/flac", "audio/wav", "audio/pcm", "audio/basic")
+}
 _UPLOAD = {
     "multipart/form-data": {
         "schema": {
@@ -20,8 +22,10 @@ _UPLOAD = {
                 "prompt": {"type": "string"},
                 "response_format": {"type": "string", "enum": ["json", "text", "verbose_json", "srt", "vtt"]},
                 "stream": {"type": "boolean"},
-                "timestamp_granularities[]": {"type": "array", "items": {"type": "string",
-                                                                         "enum": ["word", "segment"]}},
+                "timestamp_granularities[]": {
+                    "type": "array",
+                    "items": {"type": "string", "enum": ["word", "segment"]},
+                },
             },
         }
     }
@@ -50,8 +54,7 @@ _TTS = {
             "properties": {
                 "text": {"type": "string", "maxLength": 4096},
                 "voice": {"type": "string"},
-                "format": {"type": "string",
-                           "enum": ["mp3", "opus", "aac", "flac", "wav", "pcm", "ulaw", "alaw"]},
+                "format": {"type": "string", "enum": ["mp3", "opus", "aac", "flac", "wav", "pcm", "ulaw", "alaw"]},
                 "speed": {"type": "number", "minimum": 0.25, "maximum": 4.0},
             },
         }
@@ -73,19 +76,24 @@ def paths() -> dict[str, Any]:
     sse = {"text/event-stream": {"schema": {"type": "string"}}}
     json_obj = {"application/json": {"schema": {"type": "object"}}}
     return {
-        "/v1/audio/transcriptions": {"post": _op(
-            "Transcribe audio (OpenAI)", _UPLOAD, {**json_obj, "text/plain": {"schema": {"type": "string"}}, **sse},
-            "wav, mp3, m4a/mp4/aac, ogg/opus, webm or flac up to 25 MB; stream=true answers with SSE.")},
-        "/v1/audio/stt": {"post": _op(
-            "Transcribe audio: text, language, duration, confidence", _UPLOAD, json_obj)},
-        "/v1/audio/stt/stream": {"get": {
-            "summary": "WebSocket: live transcription with partials",
-            "description": "Upgrade to a WebSocket; see README 'Speech' for the messages.",
-            "tags": ["speech"],
-            "responses": {"101": {"description": "Switching protocols"}, **_ERRORS},
-        }},
+        "/v1/audio/transcriptions": {
+            "post": _op(
+                "Transcribe audio (OpenAI)",
+                _UPLOAD,
+                {**json_obj, "text/plain": {"schema": {"type": "string"}}, **sse},
+                "wav, mp3, m4a/mp4/aac, ogg/opus, webm or flac up to 25 MB; stream=true answers with SSE.",
+            )
+        },
+        "/v1/audio/stt": {"post": _op("Transcribe audio: text, language, duration, confidence", _UPLOAD, json_obj)},
+        "/v1/audio/stt/stream": {
+            "get": {
+                "summary": "WebSocket: live transcription with partials",
+                "description": "Upgrade to a WebSocket; see README 'Speech' for the messages.",
+                "tags": ["speech"],
+                "responses": {"101": {"description": "Switching protocols"}, **_ERRORS},
+            }
+        },
         "/v1/audio/speech": {"post": _op("Speak text (OpenAI)", _SPEECH, {**_AUDIO, **sse})},
         "/v1/audio/tts": {"post": _op("Speak text: the whole file", _TTS, _AUDIO)},
-        "/v1/audio/tts/stream": {"post": _op(
-            "Speak text: SSE audio_chunk per sentence, then done", _TTS, sse)},
+        "/v1/audio/tts/stream": {"post": _op("Speak text: SSE audio_chunk per sentence, then done", _TTS, sse)},
     }

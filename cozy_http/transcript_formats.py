@@ -10,9 +10,24 @@ from cozy_media.stt.base import Transcript
 RESPONSE_FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
 
 _LANGUAGES = {
-    "en": "english", "de": "german", "fr": "french", "es": "spanish", "it": "italian", "pt": "portuguese",
-    "nl": "dutch", "ru": "russian", "zh": "chinese", "ja": "japanese", "ko": "korean", "ar": "arabic",
-    "hi": "hindi", "pl": "polish", "tr": "turkish", "sv": "swedish", "uk": "ukrainian", "cs": "czech",
+    "en": "english",
+    "de": "german",
+    "fr": "french",
+    "es": "spanish",
+    "it": "italian",
+    "pt": "portuguese",
+    "nl": "dutch",
+    "ru": "russian",
+    "zh": "chinese",
+    "ja": "japanese",
+    "ko": "korean",
+    "ar": "arabic",
+    "hi": "hindi",
+    "pl": "polish",
+    "tr": "turkish",
+    "sv": "swedish",
+    "uk": "ukrainian",
+    "cs": "czech",
 }
 
 

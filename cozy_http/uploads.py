@@ -29,8 +29,12 @@ class Upload:
 
 
 def _too_large(limit: int) -> CozyError:
-    return CozyError(f"file is larger than the {limit / (1024 * 1024):.0f} MB limit",
-                     code="VALIDATION_FILE_TOO_LARGE", status=413, param="file")
+    return CozyError(
+        f"file is larger than the {limit / (1024 * 1024):.0f} MB limit",
+        code="VALIDATION_FILE_TOO_LARGE",
+        status=413,
+        param="file",
+    )
 
 
 async def read_upload(request: Request, max_bytes: int, *, allow_raw: bool = False) -> Upload:
@@ -53,8 +57,12 @@ async def read_upload(request: Request, max_bytes: int, *, allow_raw: bool = Fal
         data = b"".join([c async for c in limited(max_bytes)])
         return Upload(data, None, dict(request.query_params))
     if not ctype.startswith("multipart/form-data"):
-        raise CozyError("send multipart/form-data with the audio in a `file` field", code="VALIDATION_ERROR",
-                        status=400, param="file")
+        raise CozyError(
+            "send multipart/form-data with the audio in a `file` field",
+            code="VALIDATION_ERROR",
+            status=400,
+            param="file",
+        )
     parser = MultiPartParser(request.headers, limited(budget), max_files=1, max_fields=64, max_part_size=64 * 1024)
     try:
         form = await parser.parse()
@@ -72,8 +80,9 @@ async def read_upload(request: Request, max_bytes: int, *, allow_raw: bool = Fal
             fields[key] = value
             lists.setdefault(key, []).append(value)
         if upload is None:
-            raise CozyError("the `file` field (an audio file) is required", code="VALIDATION_ERROR", status=400,
-                            param="file")
+            raise CozyError(
+                "the `file` field (an audio file) is required", code="VALIDATION_ERROR", status=400, param="file"
+            )
         data = await upload.read()
     finally:
         await form.close()

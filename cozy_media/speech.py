@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -159,29 +160,39 @@ class SpeechService:
     def check_upload_size(self, size: int) -> None:
         if size > self.limits.max_upload_bytes:
             mb = self.limits.max_upload_bytes / (1024 * 1024)
-            raise CozyError(f"file is larger than the {mb:.0f} MB limit", code="VALIDATION_FILE_TOO_LARGE",
-                            status=413, param="file")
+            raise CozyError(
+                f"file is larger than the {mb:.0f} MB limit", code="VALIDATION_FILE_TOO_LARGE", status=413, param="file"
+            )
 
     async def decode_upload(self, data: bytes) -> PcmAudio:
         """Decode an uploaded file to 16 kHz mono (off the event loop)."""
         self.check_upload_size(len(data))
         await self.loaded()
         audio, _ = await get_pool().run(
-            lambda: decode_audio(data, sample_rate=SAMPLE_RATE, allowed=self._upload_formats,
-                                 max_duration_s=self.limits.max_duration_s)
+            lambda: decode_audio(
+                data, sample_rate=SAMPLE_RATE, allowed=self._upload_formats, max_duration_s=self.limits.max_duration_s
+            )
         )
         return audio
 
     async def transcribe(
-        self, audio: PcmAudio, *, language: str | None = None, prompt: str | None = None, words: bool = False,
+        self,
+        audio: PcmAudio,
+        *,
+        language: str | None = None,
+        prompt: str | None = None,
+        words: bool = False,
         text_only: bool = False,
     ) -> Transcript:
         """`text_only`: the caller needs no segment timestamps (the engine may answer faster)."""
         self.require("stt")
         assert self.stt is not None
         return await self.stt.transcribe(
-            audio.to_float32(), language=language or self.settings.default_language, prompt=prompt,
-            word_timestamps=words, text_only=text_only and not words,
+            audio.to_float32(),
+            language=language or self.settings.default_language,
+            prompt=prompt,
+            word_timestamps=words,
+            text_only=text_only and not words,
         )
 
     async def transcribe_segments(
@@ -195,7 +206,11 @@ class SpeechService:
             yield segment
 
     def open_stream(
-        self, *, language: str | None = None, prompt: str | None = None, vad: VadParams | None = None,
+        self,
+        *,
+        language: str | None = None,
+        prompt: str | None = None,
+        vad: VadParams | None = None,
         use_vad: bool = True,
     ) -> TranscriptionSession:
         """A live transcription session (VAD-segmented unless `use_vad` is False).
@@ -212,8 +227,11 @@ class SpeechService:
             detector = self.vad.create_stream(vad or self.settings.vad)
         s = self.settings
         transcriber = StreamingTranscriber(
-            self.stt, language=language or s.default_language, prompt=prompt,
-            partial_interval_ms=s.partial_interval_ms, max_utterance_s=s.max_utterance_s,
+            self.stt,
+            language=language or s.default_language,
+            prompt=prompt,
+            partial_interval_ms=s.partial_interval_ms if getattr(self.stt, "partials", True) else math.inf,
+            max_utterance_s=s.max_utterance_s,
         )
         return TranscriptionSession(transcriber, detector)
 
@@ -232,31 +250,47 @@ class SpeechService:
         voice = wanted if wanted in voices else self.settings.voice_aliases.get(wanted.lower())
         if voice is None or voice not in voices:
             known = sorted(set(voices) | set(self.settings.voice_aliases))
-            raise CozyError(f"unknown voice {wanted!r} (available: {', '.join(known)})",
-                            code="VALIDATION_UNKNOWN_VOICE", status=400, param="voice")
+            raise CozyError(
+                f"unknown voice {wanted!r} (available: {', '.join(known)})",
+                code="VALIDATION_UNKNOWN_VOICE",
+                status=400,
+                param="voice",
+            )
         return voice
 
     def check_text(self, text: str, param: str = "input") -> str:
         if not isinstance(text, str) or not text.strip():
             raise CozyError(f"{param} must be non-empty text", code="VALIDATION_ERROR", status=400, param=param)
         if len(text) > self.limits.max_input_chars:
-            raise CozyError(f"{param} is longer than {self.limits.max_input_chars} characters",
-                            code="VALIDATION_TEXT_TOO_LONG", status=400, param=param)
+            raise CozyError(
+                f"{param} is longer than {self.limits.max_input_chars} characters",
+                code="VALIDATION_TEXT_TOO_LONG",
+                status=400,
+                param=param,
+            )
         return text
 
     def check_format(self, name: str | None, param: str = "response_format") -> OutputFormat:
         spec = output_format(name or "mp3")
         allowed = self.limits.response_formats
         if spec is None or (spec.name not in allowed and name not in allowed):
-            raise CozyError(f"unsupported {param} {name!r} (allowed: {', '.join(sorted(allowed))})",
-                            code="VALIDATION_AUDIO_FORMAT", status=400, param=param)
+            raise CozyError(
+                f"unsupported {param} {name!r} (allowed: {', '.join(sorted(allowed))})",
+                code="VALIDATION_AUDIO_FORMAT",
+                status=400,
+                param=param,
+            )
         return spec
 
     def check_speed(self, speed: float | None) -> float:
         value = 1.0 if speed is None else float(speed)
         if not (self.limits.min_speed <= value <= self.limits.max_speed):
-            raise CozyError(f"speed must be between {self.limits.min_speed} and {self.limits.max_speed}",
-                            code="VALIDATION_ERROR", status=400, param="speed")
+            raise CozyError(
+                f"speed must be between {self.limits.min_speed} and {self.limits.max_speed}",
+                code="VALIDATION_ERROR",
+                status=400,
+                param="speed",
+            )
         return value
 
     def synthesizer(self, voice: str, speed: float = 1.0, sample_rate: int | None = OUTPUT_RATE) -> SpeechSynthesizer:
@@ -267,9 +301,7 @@ class SpeechService:
         chunker = SentenceChunker(max_chars=s.max_chunk_chars, first_max_chars=s.first_chunk_max_chars)
         return SpeechSynthesizer(self.tts, voice=voice, speed=speed, sample_rate=sample_rate, chunker=chunker)
 
-    async def speech_chunks(
-        self, text: str, *, voice: str, fmt: OutputFormat, speed: float
-    ) -> AsyncIterator[bytes]:
+    async def speech_chunks(self, text: str, *, voice: str, fmt: OutputFormat, speed: float) -> AsyncIterator[bytes]:
         """Encoded audio, one piece per synthesized chunk, then the encoder's tail; cached whole."""
         await self.loaded()
         key = cache_key(text, voice, fmt.name, speed)

@@ -4,6 +4,10 @@ Why one shared pool: 50 sessions each running their own model threads would over
 cores and starve the event loop. Jobs queue here instead; `pending` is the backlog admission
 control reads.
 
+Jobs run by priority, then arrival: what a caller waits for (a final transcript, a reply's
+speech: NORMAL) overtakes queued partial transcripts (BACKGROUND), so ten people talking at once
+do not push each other's answers back.
+
 Two lanes: `run` for real inference (Whisper, piper, LLM: tens to hundreds of ms per job) and
 `run_light` for sub-millisecond jobs (Silero VAD over a few 32 ms chunks). The light lane has its
 own thread so a session's VAD, which decides barge-in, never waits behind a Whisper decode.
@@ -19,10 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import heapq
+import itertools
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -33,48 +40,113 @@ T = TypeVar("T")
 POOL_PENDING = Gauge("cozy_worker_pool_pending", "Jobs queued or running in the inference worker pool.")
 INFERENCE_NICENESS = int(os.environ.get("COZY_INFERENCE_NICENESS", "5"))
 
+# Job priorities (lower runs first). A final transcript or the next sentence of a reply is what a
+# caller is waiting for; a partial transcript is a nicety that may wait, or be skipped.
+NORMAL, BACKGROUND = 1, 2
+_priority: contextvars.ContextVar[int] = contextvars.ContextVar("cozy_inference_priority", default=NORMAL)
+
+
+@contextlib.contextmanager
+def inference_priority(level: int) -> Iterator[None]:
+    """Jobs submitted inside this block (by this task, and tasks it creates) queue at `level`."""
+    token = _priority.set(level)
+    try:
+        yield
+    finally:
+        _priority.reset(token)
+
 
 def _lower_priority() -> None:
-    """Thread initializer: this worker (and threads it spawns) yields the CPU to the event loop."""
+    """This worker thread (and threads it spawns) yields the CPU to the event loop."""
     with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), INFERENCE_NICENESS)
 
 
 class InferencePool:
+    """Worker threads fed from one priority queue (not FIFO: a partial never delays a final)."""
+
     def __init__(self, workers: int = 2) -> None:
         self.workers = max(1, workers)
-        self._executor = ThreadPoolExecutor(
-            max_workers=self.workers, thread_name_prefix="cozy-infer", initializer=_lower_priority
-        )
+        self._heap: list[tuple[int, int, Any]] = []
+        self._seq = itertools.count()
+        self._cv = threading.Condition()
+        self._closed = False
         self._pending = 0
-        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"cozy-infer-{i}", daemon=True) for i in range(self.workers)
+        ]
+        for thread in self._threads:
+            thread.start()
         self._light = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cozy-light")
 
     @property
     def pending(self) -> int:
+        """Jobs queued or running (what admission control reads)."""
         return self._pending
 
+    @property
+    def has_idle_worker(self) -> bool:
+        return self._pending < self.workers
+
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(*args)` on a worker thread; cancellation stops waiting, not the thread."""
+        """Run `fn(*args)` on a worker at the caller's priority; cancelling drops a job not yet started."""
         loop = asyncio.get_running_loop()
-        self._inc(1)
-        try:
-            return await loop.run_in_executor(self._executor, fn, *args)
-        finally:
-            self._inc(-1)
+        future: asyncio.Future[T] = loop.create_future()
+        with self._cv:
+            if self._closed:
+                raise RuntimeError("the inference pool is shut down")
+            heapq.heappush(self._heap, (_priority.get(), next(self._seq), (fn, args, future, loop)))
+            self._pending += 1
+            POOL_PENDING.set(self._pending)
+            self._cv.notify()
+        return await future
+
+    def _work(self) -> None:
+        _lower_priority()
+        while True:
+            with self._cv:
+                while not self._heap and not self._closed:
+                    self._cv.wait()
+                if self._closed:
+                    return
+                _, _, (fn, args, future, loop) = heapq.heappop(self._heap)
+            try:
+                if future.cancelled():
+                    continue  # nobody waits for it any more (a superseded partial, a closed call)
+                try:
+                    result, error = fn(*args), None
+                except BaseException as exc:  # handed to the awaiting task
+                    result, error = None, exc
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to tell
+                    loop.call_soon_threadsafe(_settle, future, result, error)
+            finally:
+                with self._cv:
+                    self._pending -= 1
+                    POOL_PENDING.set(self._pending)
 
     async def run_light(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a job that takes well under a millisecond (VAD) on the light lane."""
         return await asyncio.get_running_loop().run_in_executor(self._light, fn, *args)
 
-    def _inc(self, n: int) -> None:
-        with self._lock:
-            self._pending += n
-            POOL_PENDING.set(self._pending)
-
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._cv:
+            self._closed = True
+            for _, _, (_, _, future, loop) in self._heap:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(future.cancel)
+            self._pending -= len(self._heap)
+            self._heap.clear()
+            self._cv.notify_all()
         self._light.shutdown(wait=False, cancel_futures=True)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 _pool: InferencePool | None = None

@@ -60,9 +60,7 @@ class Forbidden(CozyError):
 class RateLimited(CozyError):
     """429; the edge sends `Retry-After` so OpenAI SDKs wait and retry on their own."""
 
-    def __init__(self, retry_after_s: float, header: str) -> None:
-        super().__init__(
-            f"rate limit reached for this key; retry after {header} s", code="RATE_LIMITED", status=429
-        )
+    def __init__(self, retry_after_s: float, header: str, what: str = "this key") -> None:
+        super().__init__(f"rate limit reached for {what}; retry after {header} s", code="RATE_LIMITED", status=429)
         self.retry_after_s = retry_after_s
         self.headers = {"retry-after": header}

@@ -3,6 +3,10 @@
 The hot path is `authenticate`: a verified token is remembered for `auth_cache_ttl_s` (in-process,
 and in Redis for the other nodes) keyed by its SHA-256, so a request normally costs one hash and
 one dict lookup. Every refusal is counted and written to the audit trail.
+
+An admin's change (key revoked, user disabled or re-roled) is felt at once on the node that made
+it: `forget` marks the user or key, and a cached verification older than the mark is checked
+against the database again. Other nodes trust their own caches for up to `auth_cache_ttl_s`.
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +33,7 @@ from cozy_actors.storage.users import PgUserStore
 from cozy_core.errors import Invalid
 
 from . import tokens
-from .principal import ROLES, AuthInvalid, AuthMissing, BadCredentials, Forbidden, Principal
+from .principal import ROLES, AuthInvalid, AuthMissing, BadCredentials, Forbidden, Principal, RateLimited
 
 log = logging.getLogger("cozy.auth")
 LOCAL_USER = "local"
@@ -50,12 +56,16 @@ class AuthService:
         self.audit = audit
         self.enabled = security.auth_enabled
         self.ttl_s = security.auth_cache_ttl_s
-        self.l1 = TTLCache(50_000)
+        self.l1 = TTLCache(50_000)  # digest -> (Principal, monotonic time its verification started)
+        self.changed = TTLCache(100_000)  # "user:<id>" / "key:<id>" -> monotonic time of an admin's change
         self.l2 = cache
         secret = security.jwt_secret_key.get_secret_value() if security.jwt_secret_key else None
         self.ephemeral_secret = secret is None
         self.secret = secret or secrets.token_urlsafe(48)
         self.local: Principal | None = None
+        self.limiter: Any = None  # a RateLimiter for password attempts (set by the infrastructure)
+        self.broadcast: Any = None  # a Broadcaster: revocations reach the other nodes at once
+        self.on_end_sessions: Callable[[str | None, str | None], Any] | None = None  # (user_id, key_id)
 
     async def start(self) -> str | None:
         """Prepare the users the configuration implies; returns a newly made first admin key, if any."""
@@ -90,8 +100,9 @@ class AuthService:
             await self.users.add_key(user.id, digest, tokens.key_prefix(key), name="bootstrap")
         except Conflict:
             return False  # another node added it at the same moment
-        self.audit.record("auth.bootstrap", user_id=user.id, user_name=user.name,
-                          detail={"key_prefix": tokens.key_prefix(key)})
+        self.audit.record(
+            "auth.bootstrap", user_id=user.id, user_name=user.name, detail={"key_prefix": tokens.key_prefix(key)}
+        )
         log.info("bootstrap admin key registered for user 'admin'")
         return True
 
@@ -117,14 +128,58 @@ class AuthService:
         digest = hashlib.sha256(token.encode()).hexdigest()
         cached = self.l1.get(digest)
         if cached is not None:
-            return cached
+            if not self._changed_since(cached[0], cached[1]):
+                return cached[0]
+            self.l1.delete(digest)
+        started = time.monotonic()  # before the lookups: a change made while they run marks this stale
         principal, ttl = await self._from_l2(digest)
+        if principal is not None and self._changed_since(principal, -math.inf):
+            principal = None  # possibly cached (by any node) before the change: ask the database
+            if self.l2 is not None:
+                await self.l2.delete(digest)
         if principal is None:
             principal, ttl = await self._verify(token, request_id, path)
             if self.l2 is not None:
                 await self.l2.set(digest, principal.to_dict(), ttl)
-        self.l1.set(digest, principal, ttl)
+        self.l1.set(digest, (principal, started), ttl)
         return principal
+
+    def _changed_since(self, principal: Principal, at: float) -> bool:
+        """Whether `forget` marked this principal's user or key at or after `at` (monotonic)."""
+        if not self.changed:  # the usual case: one length check on the hot path
+            return False
+        for mark_key in (f"user:{principal.user_id}", f"key:{principal.key_id}" if principal.key_id else None):
+            mark = self.changed.get(mark_key) if mark_key else None
+            if mark is not None and mark >= at:
+                return True
+        return False
+
+    def forget(self, *, user_id: str | None = None, key_id: str | None = None) -> None:
+        """Stop trusting this node's cached verifications of the user's tokens (or of one key) now.
+
+        A mark outlives every cache entry that can predate it (entries live `auth_cache_ttl_s`);
+        other nodes' in-process caches still answer from theirs for up to that long."""
+        now, ttl = time.monotonic(), 2 * self.ttl_s + 1
+        if user_id:
+            self.changed.set(f"user:{user_id}", now, ttl)
+        if key_id:
+            self.changed.set(f"key:{key_id}", now, ttl)
+
+    async def forget_everywhere(
+        self, *, user_id: str | None = None, key_id: str | None = None, end_sessions: bool = False
+    ) -> None:
+        """`forget` here at once, and on every other node through the cluster broadcast;
+        `end_sessions`: live voice sessions opened with those credentials end too (revoked, disabled)."""
+        self.forget(user_id=user_id, key_id=key_id)
+        if end_sessions and self.on_end_sessions is not None:
+            self.on_end_sessions(user_id, key_id)
+        if self.broadcast is not None:
+            data = {"user_id": user_id, "key_id": key_id, "end_sessions": end_sessions}
+            await self.broadcast.publish("auth.forget", data)
+
+    def forget_all(self) -> None:
+        """Drop every cached verification (a node that may have missed `forget` notices)."""
+        self.l1.clear()
 
     async def _from_l2(self, digest: str) -> tuple[Principal | None, float]:
         if self.l2 is None:
@@ -153,39 +208,84 @@ class AuthService:
             self._refuse("unknown_key", request_id, path, key_prefix=tokens.key_prefix(token))
             raise AuthInvalid()
         u = match.user
-        principal = Principal(u.id, u.name, u.role, "api_key", match.key_id, match.rate_limit_rpm,
-                              match.rate_limit_burst)
+        principal = Principal(
+            u.id, u.name, u.role, "api_key", match.key_id, match.rate_limit_rpm, match.rate_limit_burst
+        )
         return principal, self.ttl_s
 
     def _refuse(self, reason: str, request_id: str | None, path: str, **detail: Any) -> None:
         AUTH_FAILURES.labels(reason).inc()
-        self.audit.record("auth.failed", outcome="denied", request_id=request_id, resource=path or None,
-                          user_id=detail.pop("user_id", None), detail={"reason": reason, **detail})
+        self.audit.record(
+            "auth.failed",
+            outcome="denied",
+            request_id=request_id,
+            resource=path or None,
+            user_id=detail.pop("user_id", None),
+            detail={"reason": reason, **detail},
+        )
 
     def require_admin(self, principal: Principal, action: str, *, request_id: str | None = None) -> None:
         """Raise 403 AUTH_FORBIDDEN (and audit it) unless `principal` is an admin."""
         if principal.is_admin:
             return
         AUTH_FAILURES.labels("forbidden").inc()
-        self.audit.record("auth.forbidden", user_id=principal.user_id, user_name=principal.name, outcome="denied",
-                          request_id=request_id, resource=action)
+        self.audit.record(
+            "auth.forbidden",
+            user_id=principal.user_id,
+            user_name=principal.name,
+            outcome="denied",
+            request_id=request_id,
+            resource=action,
+        )
         raise Forbidden(f"{action} is for admins")
 
     # ------------------------------------------------------------------ tokens and users
-    async def login(self, username: str, password: str, *, request_id: str | None = None) -> IssuedToken:
-        """Username + password -> a JWT (argon2 runs in a thread: it is deliberately slow)."""
+    async def login(
+        self, username: str, password: str, *, request_id: str | None = None, client: str | None = None
+    ) -> IssuedToken:
+        """Username + password -> a JWT (argon2 runs in a thread: it is deliberately slow).
+
+        Attempts are throttled per user name and per client address before any hashing happens."""
+        await self._throttle_login(username, client, request_id)
         found = await self.users.by_name(username) if username else None
         user, stored = found if found is not None else (None, None)
         ok = await asyncio.to_thread(tokens.verify_password, password, stored)
         if not ok or user is None or user.disabled:
             AUTH_FAILURES.labels("bad_credentials").inc()
-            self.audit.record("auth.failed", outcome="denied", request_id=request_id, resource="/v1/auth/token",
-                              user_id=user.id if user else None, user_name=username[:64] or None,
-                              detail={"reason": "bad_credentials"})
+            self.audit.record(
+                "auth.failed",
+                outcome="denied",
+                request_id=request_id,
+                resource="/v1/auth/token",
+                user_id=user.id if user else None,
+                user_name=username[:64] or None,
+                detail={"reason": "bad_credentials"},
+            )
             raise BadCredentials()
         token, expires_at = tokens.issue_jwt(user.id, user.name, user.role, self.secret, self.security.jwt_expiry_s)
         self.audit.record("auth.token", user_id=user.id, user_name=user.name, request_id=request_id)
         return IssuedToken(token, expires_at, self.security.jwt_expiry_s)
+
+    async def _throttle_login(self, username: str, client: str | None, request_id: str | None) -> None:
+        lim = self.security.login_limit
+        if self.limiter is None or not lim.enabled:
+            return
+        buckets = [(f"login:user:{username.strip().lower()[:64]}", lim.per_user_per_minute, lim.per_user_burst)]
+        if client:
+            buckets.append((f"login:client:{client}", lim.per_client_per_minute, lim.per_client_burst))
+        for key, rpm, burst in buckets:
+            decision = await self.limiter.check(key, rpm, burst)
+            if not decision.allowed:
+                AUTH_FAILURES.labels("login_throttled").inc()
+                self.audit.record(
+                    "auth.failed",
+                    outcome="denied",
+                    request_id=request_id,
+                    resource="/v1/auth/token",
+                    user_name=username[:64] or None,
+                    detail={"reason": "login_throttled", "bucket": key.split(":")[1]},
+                )
+                raise RateLimited(decision.retry_after_s, decision.retry_after_header, what="sign-in attempts")
 
     async def create_user(
         self,
@@ -204,10 +304,35 @@ class AuthService:
             raise Invalid(f"role must be one of {list(ROLES)}", param="role")
         pw_hash = await asyncio.to_thread(tokens.hash_password, password) if password else None
         user = await self.users.create(name, role, password_hash=pw_hash)
-        key = tokens.new_api_key()
-        await self.users.add_key(user.id, tokens.hash_key(key), tokens.key_prefix(key), name=key_name,
-                                 rate_limit_rpm=rate_limit_rpm, rate_limit_burst=rate_limit_burst)
-        self.audit.record("user.create", user_id=by.user_id if by else None, user_name=by.name if by else None,
-                          request_id=request_id, resource=f"user:{user.name}",
-                          detail={"role": role, "key_prefix": tokens.key_prefix(key), "password": bool(password)})
+        _, key = await self.issue_key(
+            user.id, name=key_name, rate_limit_rpm=rate_limit_rpm, rate_limit_burst=rate_limit_burst
+        )
+        self.audit.record(
+            "user.create",
+            user_id=by.user_id if by else None,
+            user_name=by.name if by else None,
+            request_id=request_id,
+            resource=f"user:{user.name}",
+            detail={"role": role, "key_prefix": tokens.key_prefix(key), "password": bool(password)},
+        )
         return user, key
+
+    async def issue_key(
+        self,
+        user_id: str,
+        *,
+        name: str | None = None,
+        rate_limit_rpm: float | None = None,
+        rate_limit_burst: int | None = None,
+    ) -> tuple[str, str]:
+        """(key id, key): a new random API key for the user; only its hash is stored."""
+        key = tokens.new_api_key()
+        key_id = await self.users.add_key(
+            user_id,
+            tokens.hash_key(key),
+            tokens.key_prefix(key),
+            name=name,
+            rate_limit_rpm=rate_limit_rpm,
+            rate_limit_burst=rate_limit_burst,
+        )
+        return key_id, key

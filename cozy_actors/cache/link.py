@@ -50,6 +50,10 @@ class RedisLink:
             health_check_interval=0,
         )
 
+    def subscriber_client(self) -> aioredis.Redis:
+        """A fresh client for a pub/sub subscription (its reads wait for messages, so no timeout)."""
+        return self._make(None)
+
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
 
@@ -123,4 +127,3 @@ class RedisLink:
                     await client.aclose()
                 except Exception:  # closing a dead connection must not fail shutdown
                     pass
-

@@ -298,6 +298,17 @@ class RateLimitConfig(_Strict):
     burst: int = Field(100, ge=1)
 
 
+class LoginLimitConfig(_Strict):
+    """Password attempts (`/v1/auth/token`, the `/ui` sign-in): token buckets per user name and
+    per client address, so guessing is slow and argon2 cannot be used to burn the server's CPU."""
+
+    enabled: bool = True
+    per_user_per_minute: float = Field(10.0, gt=0)
+    per_user_burst: int = Field(5, ge=1)
+    per_client_per_minute: float = Field(30.0, gt=0)
+    per_client_burst: int = Field(10, ge=1)
+
+
 class SecurityConfig(_Strict):
     auth_enabled: bool = True
     jwt_secret_key: SecretStr | None = None
@@ -306,6 +317,7 @@ class SecurityConfig(_Strict):
     public_paths: list[str] = ["/health", "/ready", "/metrics", "/docs", "/openapi.json"]
     auth_cache_ttl_s: float = Field(30.0, ge=0)  # how long a verified key/JWT is trusted without a lookup
     rate_limit: RateLimitConfig = RateLimitConfig()
+    login_limit: LoginLimitConfig = LoginLimitConfig()
 
     _none = field_validator("jwt_secret_key", "bootstrap_admin_key", mode="before")(_empty_to_none)
 

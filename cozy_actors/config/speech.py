@@ -12,8 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse",
-                 "marin", "cedar")
+from cozy_core.engines import blank_to_none
+from cozy_media.tts.base import OPENAI_VOICES
+
 OUTPUT_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm", "ulaw", "alaw")
 UPLOAD_FORMATS = ("wav", "mp3", "mp4", "m4a", "mpeg", "mpga", "aac", "ogg", "oga", "opus", "webm", "flac")
 
@@ -33,7 +34,7 @@ class STTConfig(_Strict):
     @field_validator("language", mode="before")
     @classmethod
     def _blank(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
+        return blank_to_none(value)
 
 
 class TTSConfig(_Strict):

@@ -45,8 +45,8 @@ def build_context(config: ContextConfig, registry: EngineRegistry, *, db: Any, q
             problems.append(f"{kind}.provider: {exc}")
         except ValidationError as exc:
             for err in exc.errors():
-                loc = ".".join(str(p) for p in err["loc"])
-                problems.append(f"{kind}.options.{loc}: {err['msg']}")
+                loc = "".join(f".{p}" for p in err["loc"])  # empty for a check across fields
+                problems.append(f"{kind}.options{loc}: {err['msg']}")
     if problems:
         raise ContextConfigError(problems)
     return ContextService(config, queue=queue, **engines)

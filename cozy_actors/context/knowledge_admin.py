@@ -28,8 +28,11 @@ class KnowledgeAdmin:
             raise Invalid("dataset must be 1-64 letters, digits, '.', '_' or '-'", param="dataset")
         engine = self.context.engines.get("knowledge")
         if engine is None:
-            raise CozyError("the knowledge engine is disabled (context.yaml: knowledge.enabled)",
-                            code="RESOURCE_NOT_FOUND", status=404)
+            raise CozyError(
+                "the knowledge engine is disabled (context.yaml: knowledge.enabled)",
+                code="RESOURCE_NOT_FOUND",
+                status=404,
+            )
         return engine
 
     async def add(
@@ -37,9 +40,13 @@ class KnowledgeAdmin:
     ) -> dict[str, Any]:
         engine = self._engine(principal, "knowledge.add", dataset, request_id)
         chunks = await engine.add_documents(dataset, documents)
-        self.audit.record("admin.knowledge.add", user_id=principal.user_id, user_name=principal.name,
-                          request_id=request_id, detail={"dataset": dataset, "documents": len(documents),
-                                                         "chunks": chunks})
+        self.audit.record(
+            "admin.knowledge.add",
+            user_id=principal.user_id,
+            user_name=principal.name,
+            request_id=request_id,
+            detail={"dataset": dataset, "documents": len(documents), "chunks": chunks},
+        )
         return {"object": "knowledge.add", "dataset": dataset, "documents": len(documents), "chunks": chunks}
 
     async def search(

@@ -1,13 +1,16 @@
 """Built-in personalization engines on the server's own PostgreSQL (no extra service).
 
 Knowledge: documents chunked per dataset, found by full-text search (`english` configuration,
-OR of the query's words ranked by ts_rank). Memory: facts extracted from turns, ranked by
+OR of the query's words ranked by ts_rank), fused with pgvector similarity when embeddings are
+configured and the server has the extension (vector.py). Memory: facts extracted from turns, ranked by
 relevance to the last user message, then recency. Profile: key/values plus a short summary.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import re
 import uuid
 from typing import Any
@@ -19,6 +22,9 @@ from cozy_core.engines import EngineOptions, Health
 
 from .base import ContextItem, ContextQuery, KnowledgeEngine, MemoryEngine, ProfileEngine, TurnRecord
 from .extract import extract, summarize
+from .vector import EmbeddingsClient, EmbeddingsOptions, VectorIndex, embed_text, fuse
+
+log = logging.getLogger("cozy.context")
 
 _WORD = re.compile(r"[A-Za-z0-9]{2,}")
 
@@ -80,10 +86,53 @@ class _PgEngine:
 class KnowledgeOptions(PgOptions):
     chunk_chars: int = Field(800, ge=100)
     overlap_chars: int = Field(100, ge=0)
+    # Vector similarity next to full-text search; used only where the server has pgvector.
+    embeddings: EmbeddingsOptions | None = None
 
 
 class PgKnowledge(_PgEngine, KnowledgeEngine):
     Options = KnowledgeOptions
+
+    def __init__(self, options: Any = None, *, db: Database | None = None) -> None:
+        super().__init__(options, db=db)
+        self.vectors: VectorIndex | None = None
+        self._backfill: asyncio.Task[None] | None = None
+
+    async def initialize(self) -> None:
+        """Turn on vector similarity if configured and possible; otherwise say once why not."""
+        emb = self.options.embeddings
+        if emb is None:
+            log.info("knowledge: full-text search (no embeddings configured)")
+            return
+        embedder = EmbeddingsClient(emb)
+        index = VectorIndex(self.db, embedder)
+        why = await index.setup()
+        if why:
+            log.warning("knowledge: full-text search only: %s", why)
+            return
+        await embedder.initialize()
+        self.vectors = index
+        log.info("knowledge: full-text + pgvector similarity (embedding model %s)", emb.model)
+        self._backfill = asyncio.create_task(self._embed_existing(index))
+
+    async def _embed_existing(self, index: VectorIndex) -> None:
+        try:
+            n = await index.backfill()
+        except Exception as exc:  # the chunks stay found by full-text; the next start tries again
+            log.warning("knowledge: embedding the stored chunks failed: %s", exc)
+            return
+        if n:
+            log.info("knowledge: embedded %d stored chunks", n)
+
+    async def close(self) -> None:
+        task, self._backfill = self._backfill, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        index, self.vectors = self.vectors, None
+        if index is not None:
+            await index.embedder.close()
 
     async def add_documents(self, dataset: str, documents: list[dict[str, Any]]) -> int:
         rows = []
@@ -91,28 +140,62 @@ class PgKnowledge(_PgEngine, KnowledgeEngine):
             doc_id = uuid.uuid4()
             for i, piece in enumerate(chunk(str(doc["text"]), self.options.chunk_chars, self.options.overlap_chars)):
                 rows.append((dataset, doc_id, str(doc.get("title") or ""), i, piece, doc.get("metadata") or {}))
+        index = self.vectors
+        # Embedded before the transaction: an embedding failure writes nothing (the caller sees it).
+        vectors = await index.embedder.embed([embed_text(r[2], r[4]) for r in rows]) if index and rows else None
         async with self.db.transaction("knowledge.add") as conn:
             await conn.executemany(
                 "INSERT INTO knowledge_chunks (dataset, document_id, title, chunk_index, content, metadata)"
                 " VALUES ($1, $2, $3, $4, $5, $6)",
                 rows,
             )
+            if index is not None and vectors is not None:
+                ids = {
+                    (r["document_id"], r["chunk_index"]): r["id"]
+                    for r in await conn.fetch(
+                        "SELECT id, document_id, chunk_index FROM knowledge_chunks WHERE document_id = ANY($1::uuid[])",
+                        list({r[1] for r in rows}),
+                    )
+                }
+                await index.store(conn, [(ids[(r[1], r[3])], v) for r, v in zip(rows, vectors, strict=True)])
         return len(rows)
 
     async def search(self, query: ContextQuery) -> list[ContextItem]:
         await self._injected()
+        if self.vectors is None:
+            rows = await self._full_text(query, query.limit)
+            return [ContextItem("knowledge", _titled(r["title"], r["content"]), float(r["rank"])) for r in rows]
+        # Hybrid: both rankings at once, fused by rank. A failing embedding service costs the vector
+        # half only (logged); a failing database fails the search as before.
+        pool = max(3 * query.limit, 10)
+        text_rows, near_rows = await asyncio.gather(self._full_text(query, pool), self._nearest(query, pool))
+        by_id = {r["id"]: r for r in [*near_rows, *text_rows]}
+        fused = fuse([[r["id"] for r in text_rows], [r["id"] for r in near_rows]], query.limit)
+        return [ContextItem("knowledge", _titled(by_id[i]["title"], by_id[i]["content"]), s) for i, s in fused]
+
+    async def _full_text(self, query: ContextQuery, limit: int) -> list[Any]:
         q = or_query(query.text)
         if not q:
             return []
-        rows = await self.db.fetch(
+        return await self.db.fetch(
             "knowledge.search",
-            "SELECT title, content, ts_rank(tsv, q) AS rank FROM knowledge_chunks, to_tsquery('english', $2) q"
+            "SELECT id, title, content, ts_rank(tsv, q) AS rank FROM knowledge_chunks, to_tsquery('english', $2) q"
             " WHERE dataset = ANY($1::text[]) AND tsv @@ q ORDER BY rank DESC, id LIMIT $3",
             list(query.datasets),
             q,
-            query.limit,
+            limit,
         )
-        return [ContextItem("knowledge", _titled(r["title"], r["content"]), float(r["rank"])) for r in rows]
+
+    async def _nearest(self, query: ContextQuery, limit: int) -> list[Any]:
+        index = self.vectors
+        if index is None or not query.text.strip():
+            return []
+        try:
+            [vector] = await index.embedder.embed([query.text])
+            return await index.search(list(query.datasets), vector, limit)
+        except Exception as exc:
+            log.warning("knowledge: vector search failed, full-text results only: %s", exc)
+            return []
 
 
 class MemoryOptions(PgOptions):
@@ -173,9 +256,7 @@ class PgProfile(_PgEngine, ProfileEngine):
         found = {u: e for u, e in extract(records).items() if e.attributes}
         for user_id, got in found.items():
             async with self.db.transaction("profile.update") as conn:
-                row = await conn.fetchrow(
-                    "SELECT attributes FROM user_profiles WHERE user_id = $1 FOR UPDATE", user_id
-                )
+                row = await conn.fetchrow("SELECT attributes FROM user_profiles WHERE user_id = $1 FOR UPDATE", user_id)
                 attrs = dict(row["attributes"]) if row else {}
                 for key, value in got.attributes.items():
                     if key == "likes":

@@ -187,7 +187,10 @@ class ConversationActor(Actor):
     ) -> tuple[list[dict[str, Any]], list[str]]:
         """Runs in the turn's task: the prompt with knowledge/profile/memory within the token budget."""
         prepared = await self.deps.context.prepare(
-            system=req.personality.system_prompt, history=past, new=new, user_id=req.user_id,
+            system=req.personality.system_prompt,
+            history=past,
+            new=new,
+            user_id=req.user_id,
             personality_id=req.personality.id,
         )
         return prepared.messages, prepared.reasons

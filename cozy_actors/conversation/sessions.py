@@ -72,5 +72,10 @@ class SessionService:
         ref = self.supervisor.directory.get(session_id)
         if ref is not None and ref.alive:
             await ref.stop(StopReason.NORMAL, "session deleted")
-        self.audit.record("session.delete", user_id=principal.user_id, user_name=principal.name,
-                          request_id=request_id, resource=f"session:{session_id}")
+        self.audit.record(
+            "session.delete",
+            user_id=principal.user_id,
+            user_name=principal.name,
+            request_id=request_id,
+            resource=f"session:{session_id}",
+        )

@@ -42,6 +42,7 @@ def labelled(metric: MetricWrapperBase, *values: str) -> Any:
     adds up on per-request and per-turn paths."""
     return metric.labels(*values)
 
+
 # --- storage, Redis, queue, auth (system of record) ---------------------------------------------
 STORAGE_ERRORS = Counter("cozy_storage_errors_total", "Database failures by operation and kind.", ["op", "kind"])
 REDIS_UP = Gauge("cozy_redis_up", "1 while Redis answers, 0 while the in-process fallbacks serve (absent: no Redis).")

@@ -32,6 +32,7 @@ _STOP_CODES = {
     StopReason.IDLE_TIMEOUT: ("session_idle_timeout", "The session was idle for too long."),
     StopReason.SHUTDOWN: ("server_shutting_down", "The server is shutting down."),
     StopReason.CRASHED: ("session_failed", "The session failed repeatedly and was closed."),
+    StopReason.REVOKED: ("session_revoked", "The session's API key was revoked or its user disabled."),
 }
 
 

@@ -20,6 +20,13 @@ def new_id(prefix: str = "item") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:20]}"
 
 
+class RealtimeError(CozyError):
+    """An error event for the client; the session stays open."""
+
+    def __init__(self, message: str, code: str = "invalid_value", param: str | None = None) -> None:
+        super().__init__(message, code=code, status=400, param=param)
+
+
 class ItemError(CozyError):
     def __init__(self, message: str, param: str | None = None, code: str = "invalid_value") -> None:
         super().__init__(message, code=code, status=400, param=param)

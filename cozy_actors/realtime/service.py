@@ -3,6 +3,7 @@ supervisor (admission control applies), resume stored history for a known sessio
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -11,7 +12,7 @@ from cozy_actors.conversation.resolve import resolve
 from cozy_actors.engines.llm.router import LLMRouter
 from cozy_actors.engines.tools.base import ToolCatalog
 from cozy_actors.personalities import PersonalityStore
-from cozy_actors.runtime import ActorRef, Supervisor, SupervisorFull
+from cozy_actors.runtime import ActorRef, StopReason, Supervisor, SupervisorFull
 from cozy_actors.storage import ConversationStore
 from cozy_core.errors import CozyError
 from cozy_media.workers import get_pool
@@ -40,6 +41,8 @@ class RealtimeService:
         self.personalities = personalities
         self.llms = llms
         self.catalog = catalog
+        self._owners: dict[ActorRef, tuple[str | None, str | None]] = {}  # live session -> (user, key)
+        self._stopping: set[asyncio.Task[None]] = set()
         self.deps = RealtimeDeps(
             catalog=catalog,
             store=store,
@@ -60,6 +63,7 @@ class RealtimeService:
         session_id: str | None,
         allowed_tools: list[str] | None = None,
         user_id: str | None = None,
+        key_id: str | None = None,
     ) -> ActorRef:
         """Start a session actor; raises CozyError (404 personality, 503 at capacity)."""
         backlog, limit = get_pool().pending, self.app.sessions.max_pool_backlog
@@ -99,6 +103,24 @@ class RealtimeService:
             )
 
         try:
-            return await self.supervisor.spawn(factory, f"sess_{uuid.uuid4().hex[:24]}")
+            ref = await self.supervisor.spawn(factory, f"sess_{uuid.uuid4().hex[:24]}")
         except SupervisorFull as exc:
             raise CozyError(f"server is at capacity: {exc}", code="RESOURCE_EXHAUSTED", status=503) from exc
+        for old in [r for r in self._owners if not r.alive]:
+            del self._owners[old]
+        self._owners[ref] = (user_id, key_id)
+        return ref
+
+    def end_sessions(self, *, user_id: str | None = None, key_id: str | None = None) -> int:
+        """End the live sessions opened by `user_id` (any credential) or with API key `key_id`:
+        a revoked key or a disabled user must not keep talking. Returns how many were told to stop."""
+        ended = 0
+        for ref, (owner, key) in list(self._owners.items()):
+            if not ref.alive:
+                del self._owners[ref]
+            elif (user_id is not None and owner == user_id) or (key_id is not None and key == key_id):
+                task = asyncio.create_task(ref.stop(StopReason.REVOKED, "credentials revoked"))
+                self._stopping.add(task)
+                task.add_done_callback(self._stopping.discard)
+                ended += 1
+        return ended

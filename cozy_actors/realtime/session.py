@@ -27,9 +27,11 @@ from cozy_actors.engines.tools.base import ToolCatalog
 from cozy_actors.storage import ConversationStore
 from cozy_core.errors import CozyError
 
+from . import item_events
 from .audio_out import SpeechOutput, output_rate
 from .config import SessionConfig
-from .items import ItemError, Items, new_id, text_of, validate_item
+from .input_buffer import InputBuffer
+from .items import Items, RealtimeError, new_id, text_of
 from .response import Emit, ResponseRun, ResponseState
 from .voice import VoiceTurns
 
@@ -37,13 +39,6 @@ log = logging.getLogger("cozy.realtime")
 
 MAX_INPUT_BUFFER_S = 60.0
 MIN_COMMIT_MS = 100
-
-
-class RealtimeError(CozyError):
-    """An error event for the client; the session stays open."""
-
-    def __init__(self, message: str, code: str = "invalid_value", param: str | None = None) -> None:
-        super().__init__(message, code=code, status=400, param=param)
 
 
 @dataclass
@@ -93,7 +88,7 @@ class RealtimeSession:
         self.memo = memo if memo is not None else {}
         self.config: SessionConfig = self.memo.get("config") or SessionConfig(model=resolved.model)
         self.items = Items()
-        self.audio = bytearray()  # uncommitted input audio, in the session's input format
+        self.audio = InputBuffer(0)  # uncommitted input audio, in the session's input format
         self.response: ResponseRun | None = None
         self._task: asyncio.Task[None] | None = None
         self.voice: VoiceTurns | None = None
@@ -187,10 +182,8 @@ class RealtimeSession:
         fmt = self.config.audio.input.format
         if fmt.type == "audio/pcm" and len(data) % 2:
             raise RealtimeError("audio/pcm needs whole 16-bit samples (even byte count)", "invalid_audio", "audio")
-        limit = int(MAX_INPUT_BUFFER_S * 1000 * fmt.bytes_per_ms())
-        self.audio += data
-        if len(self.audio) > limit:
-            del self.audio[: len(self.audio) - limit]  # bounded: keep the most recent audio
+        self.audio.max_bytes = int(MAX_INPUT_BUFFER_S * 1000 * fmt.bytes_per_ms())  # the newest 60 s
+        self.audio.append(data)
         if self.voice is not None:
             await self.voice.feed(data)
 
@@ -212,7 +205,7 @@ class RealtimeSession:
         self.emit(
             {"type": "input_audio_buffer.committed", "previous_item_id": self.items.last_id(), "item_id": item_id}
         )
-        audio, self.audio = bytes(self.audio), bytearray()
+        audio = self.audio.take()
         item = {
             "id": item_id,
             "object": "realtime.item",
@@ -241,39 +234,6 @@ class RealtimeSession:
         self.emit({"type": "conversation.item.done", "previous_item_id": prev, "item": public})
         if item["type"] == "message" and item["role"] == "user":
             self.persist([{"role": "user", "content": text_of(item)}])
-
-    async def item_create(self, event: dict[str, Any]) -> None:
-        self.add_item(validate_item(event.get("item")), event.get("previous_item_id"))
-
-    async def item_delete(self, event: dict[str, Any]) -> None:
-        item_id = _item_id(event)
-        self.items.delete(item_id)
-        self.emit({"type": "conversation.item.deleted", "item_id": item_id})
-
-    async def item_retrieve(self, event: dict[str, Any]) -> None:
-        item_id = _item_id(event)
-        item = self.items.get(item_id)
-        if item is None:
-            raise ItemError(f"item {item_id!r} not found", "item_id", code="item_not_found")
-        self.emit({"type": "conversation.item.retrieved", "item": {k: v for k, v in item.items() if k[0] != "_"}})
-
-    async def item_truncate(self, event: dict[str, Any]) -> None:
-        item_id = _item_id(event)
-        item = self.items.get(item_id)
-        if item is None or item.get("role") != "assistant":
-            raise ItemError(f"assistant item {item_id!r} not found", "item_id", code="item_not_found")
-        end_ms = event.get("audio_end_ms")
-        played_ms = item.get("_audio_ms", 0.0)
-        if not isinstance(end_ms, int) or end_ms < 0 or end_ms > played_ms:
-            raise RealtimeError(
-                f"audio_end_ms ({end_ms}) must be between 0 and the item's audio length ({int(played_ms)} ms)",
-                param="audio_end_ms",
-            )
-        heard = _heard_text(item, end_ms)
-        item["content"] = [{"type": "output_audio", "transcript": heard}]
-        self.emit(
-            {"type": "conversation.item.truncated", "item_id": item_id, "content_index": 0, "audio_end_ms": end_ms}
-        )
 
     # --- responses ----------------------------------------------------------------------------
     async def response_create(self, event: dict[str, Any]) -> None:
@@ -407,33 +367,16 @@ def _log_failure(task: asyncio.Task[Any]) -> None:
         log.error("realtime persistence failed: %s", task.exception())
 
 
-def _item_id(event: dict[str, Any]) -> str:
-    item_id = event.get("item_id")
-    if not isinstance(item_id, str) or not item_id:
-        raise RealtimeError("'item_id' is required", param="item_id")
-    return item_id
-
-
-def _heard_text(item: dict[str, Any], end_ms: int) -> str:
-    """The part of an assistant item's transcript the listener heard, by audio proportion."""
-    text = text_of(item)
-    total = item.get("_audio_ms") or 0.0
-    if not text or total <= 0:
-        return ""
-    cut = int(len(text) * min(1.0, end_ms / total))
-    return text[:cut].rsplit(" ", 1)[0] if cut < len(text) else text
-
-
 HANDLERS: dict[str, Handler] = {
     "session.update": RealtimeSession.session_update,
     "input_audio_buffer.append": RealtimeSession.audio_append,
     "input_audio_buffer.commit": RealtimeSession.audio_commit,
     "input_audio_buffer.clear": RealtimeSession.audio_clear,
     "output_audio_buffer.clear": RealtimeSession.output_audio_clear,
-    "conversation.item.create": RealtimeSession.item_create,
-    "conversation.item.delete": RealtimeSession.item_delete,
-    "conversation.item.retrieve": RealtimeSession.item_retrieve,
-    "conversation.item.truncate": RealtimeSession.item_truncate,
+    "conversation.item.create": item_events.item_create,
+    "conversation.item.delete": item_events.item_delete,
+    "conversation.item.retrieve": item_events.item_retrieve,
+    "conversation.item.truncate": item_events.item_truncate,
     "response.create": RealtimeSession.response_create,
     "response.cancel": RealtimeSession.response_cancel,
 }

@@ -107,6 +107,9 @@ class VoiceTurns:
             return
         item_id = new_id()
         self._by_utterance[ev.utterance] = item_id
+        # The item will hold this utterance (with its prefix padding), not the silence before it.
+        since_start_ms = max(0.0, self.input.position_ms - ev.audio_start_ms)
+        s.audio.keep_last(int(since_start_ms * s.config.audio.input.format.bytes_per_ms()))
         s.emit(
             {"type": "input_audio_buffer.speech_started", "audio_start_ms": int(ev.audio_start_ms), "item_id": item_id}
         )

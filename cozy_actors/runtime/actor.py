@@ -39,6 +39,7 @@ class StopReason(str, Enum):  # noqa: UP042 - str+Enum is the documented API sha
     IDLE_TIMEOUT = "idle_timeout"
     SHUTDOWN = "shutdown"
     CRASHED = "crashed"  # restart budget spent
+    REVOKED = "revoked"  # its owner's key was revoked or the user disabled
 
 
 class AskTimeout(asyncio.TimeoutError):

@@ -56,6 +56,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+class _PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """No reset query on release: asyncpg's default (unlock advisory locks, CLOSE ALL, UNLISTEN,
+    RESET ALL) is a server round trip after every pooled query, and nothing here leaves such
+    session state (the migration lock is released explicitly). Open transactions are still
+    rolled back by asyncpg itself."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 class Database:
     """A lazily started pool; `url` may be set after construction (embedded server, tests)."""
 
@@ -92,6 +102,7 @@ class Database:
                 command_timeout=self.command_timeout_s,
                 timeout=self.connect_timeout_s,
                 init=_init_connection,
+                connection_class=_PooledConnection,
             )
         except _UNAVAILABLE as exc:
             raise StorageUnavailable(f"cannot connect to the database: {exc}") from exc

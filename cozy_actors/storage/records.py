@@ -7,6 +7,7 @@ rows inserted while a client pages never shift what it sees.
 from __future__ import annotations
 
 import base64
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -31,8 +32,48 @@ class UserRecord:
     created_at: datetime | None = None
 
     def public(self) -> dict[str, Any]:
-        return {"id": self.id, "object": "user", "name": self.name, "role": self.role,
-                "disabled": self.disabled, "created_at": _ts(self.created_at)}
+        return {
+            "id": self.id,
+            "object": "user",
+            "name": self.name,
+            "role": self.role,
+            "disabled": self.disabled,
+            "created_at": _ts(self.created_at),
+        }
+
+
+def user_record(row: Any) -> UserRecord:
+    """A UserRecord from a row holding id, name, role, disabled and created_at."""
+    return UserRecord(str(row["id"]), row["name"], row["role"], row["disabled"], row["created_at"])
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """An API key as admins see it: never the key or its hash, only its first characters."""
+
+    id: str
+    user_id: str
+    prefix: str
+    name: str | None
+    rate_limit_rpm: float | None
+    rate_limit_burst: int | None
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "api_key",
+            "user_id": self.user_id,
+            "prefix": self.prefix,
+            "name": self.name,
+            "rate_limit_rpm": self.rate_limit_rpm,
+            "rate_limit_burst": self.rate_limit_burst,
+            "created_at": _ts(self.created_at),
+            "last_used_at": _ts(self.last_used_at),
+            "revoked_at": _ts(self.revoked_at),
+        }
 
 
 @dataclass(frozen=True)
@@ -116,9 +157,18 @@ class AuditRecord:
     detail: dict[str, Any] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
-        return {"id": self.id, "object": "audit.event", "at": self.at.isoformat(), "type": self.type,
-                "user_id": self.user_id, "user_name": self.user_name, "outcome": self.outcome,
-                "request_id": self.request_id, "resource": self.resource, "detail": self.detail}
+        return {
+            "id": self.id,
+            "object": "audit.event",
+            "at": self.at.isoformat(),
+            "type": self.type,
+            "user_id": self.user_id,
+            "user_name": self.user_name,
+            "outcome": self.outcome,
+            "request_id": self.request_id,
+            "resource": self.resource,
+            "detail": self.detail,
+        }
 
 
 @dataclass(frozen=True)
@@ -146,3 +196,19 @@ def decode_cursor(cursor: str | None, arity: int) -> list[Any] | None:
     if not isinstance(parts, list) or len(parts) != arity:
         raise Invalid("cursor is not valid; pass next_cursor from the previous page", param="cursor")
     return parts
+
+
+def encode_created_cursor(created_at: datetime, row_id: str) -> str:
+    return encode_cursor(created_at.isoformat(), row_id)
+
+
+def decode_created_cursor(cursor: str | None) -> tuple[datetime | None, str | None]:
+    """(created_at, uuid) of the last row of the previous page; checked here, so a forged cursor is
+    a 400 rather than a database error."""
+    after = decode_cursor(cursor, 2)
+    if after is None:
+        return None, None
+    try:
+        return datetime.fromisoformat(str(after[0])), str(uuid.UUID(str(after[1])))
+    except ValueError:
+        raise Invalid("cursor is not valid; pass next_cursor from the previous page", param="cursor") from None

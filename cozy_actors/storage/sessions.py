@@ -80,8 +80,9 @@ def _with_meta(messages: list[dict[str, Any]], meta: MessageMeta | None) -> list
         m["incomplete"] = meta.incomplete
     if assistants:
         last = assistants[-1]
-        last.update(prompt_tokens=meta.prompt_tokens, completion_tokens=meta.completion_tokens,
-                    latency_ms=meta.latency_ms)
+        last.update(
+            prompt_tokens=meta.prompt_tokens, completion_tokens=meta.completion_tokens, latency_ms=meta.latency_ms
+        )
     return out
 
 

@@ -1,36 +1,22 @@
-"""Users and their API keys in PostgreSQL.
+"""Users in PostgreSQL (their API keys: api_keys.py, the base class of the store).
 
-Keys are looked up by the SHA-256 of the whole key (a unique index), so verifying one is a single
-indexed read; the key itself is never stored or logged, only its first characters.
+The one rule kept here rather than in the service: a change never leaves the server without an
+enabled admin. It has to hold under concurrent changes, so it is checked in the same transaction
+that makes the change, with the enabled admins' rows locked.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from cozy_core.errors import Invalid
 
+from .api_keys import PgApiKeyQueries
 from .db import Conflict, Database
-from .records import UserRecord
+from .records import Page, UserRecord, decode_created_cursor, encode_created_cursor, user_record
 
 _USER_COLS = "id, name, role, disabled, created_at"
 
 
-@dataclass(frozen=True)
-class KeyMatch:
-    """An active API key and the user holding it."""
-
-    user: UserRecord
-    key_id: str
-    prefix: str
-    rate_limit_rpm: float | None
-    rate_limit_burst: int | None
-
-
-def _user(row: Any) -> UserRecord:
-    return UserRecord(str(row["id"]), row["name"], row["role"], row["disabled"], row["created_at"])
-
-
-class PgUserStore:
+class PgUserStore(PgApiKeyQueries):
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -46,70 +32,64 @@ class PgUserStore:
         except Conflict as exc:
             raise Conflict(f"user {name!r} already exists", param="name") from exc
         assert row is not None
-        return _user(row)
+        return user_record(row)
 
     async def get(self, user_id: str) -> UserRecord | None:
         row = await self.db.fetchrow("user.get", f"SELECT {_USER_COLS} FROM users WHERE id = $1", user_id)
-        return None if row is None else _user(row)
+        return None if row is None else user_record(row)
 
     async def by_name(self, name: str) -> tuple[UserRecord, str | None] | None:
         """The user and their password hash (None when they have none)."""
         row = await self.db.fetchrow(
             "user.by_name", f"SELECT {_USER_COLS}, password_hash FROM users WHERE name = $1", name
         )
-        return None if row is None else (_user(row), row["password_hash"])
+        return None if row is None else (user_record(row), row["password_hash"])
 
     async def count(self) -> int:
         return int(await self.db.fetchval("user.count", "SELECT count(*) FROM users"))
 
-    async def add_key(
-        self,
-        user_id: str,
-        key_hash: bytes,
-        prefix: str,
-        *,
-        name: str | None = None,
-        rate_limit_rpm: float | None = None,
-        rate_limit_burst: int | None = None,
-    ) -> str:
-        key_id = await self.db.fetchval(
-            "api_key.create",
-            "INSERT INTO api_keys (user_id, key_hash, prefix, name, rate_limit_rpm, rate_limit_burst) "
-            "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-            user_id,
-            key_hash,
-            prefix,
-            name,
-            rate_limit_rpm,
-            rate_limit_burst,
+    async def list(self, *, limit: int, cursor: str | None = None) -> Page[UserRecord]:
+        """Every user in creation order (keyset paging: users added meanwhile never shift a page)."""
+        created, last_id = decode_created_cursor(cursor)
+        rows = await self.db.fetch(
+            "user.list",
+            f"SELECT {_USER_COLS} FROM users WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2::uuid)) "
+            "ORDER BY created_at, id LIMIT $3",
+            created,
+            last_id,
+            limit + 1,
         )
-        return str(key_id)
+        last = rows[limit - 1] if len(rows) > limit else None
+        cursor_out = None if last is None else encode_created_cursor(last["created_at"], str(last["id"]))
+        return Page([user_record(r) for r in rows[:limit]], cursor_out)
 
-    async def find_key(self, key_hash: bytes) -> KeyMatch | None:
-        """The active key with this hash and its enabled user; marks the key used."""
-        row = await self.db.fetchrow(
-            "api_key.find",
-            "UPDATE api_keys k SET last_used_at = now() FROM users u "
-            "WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND u.id = k.user_id AND NOT u.disabled "
-            "RETURNING k.id AS key_id, k.prefix, k.rate_limit_rpm, k.rate_limit_burst, "
-            "u.id, u.name, u.role, u.disabled, u.created_at",
-            key_hash,
-        )
-        if row is None:
-            return None
-        return KeyMatch(_user(row), str(row["key_id"]), row["prefix"], row["rate_limit_rpm"], row["rate_limit_burst"])
-
-    async def key_exists(self, key_hash: bytes) -> bool:
-        """Whether any key (active or revoked) has this hash."""
-        return bool(
-            await self.db.fetchval("api_key.exists", "SELECT EXISTS (SELECT 1 FROM api_keys WHERE key_hash = $1)",
-                                   key_hash)
-        )
-
-    async def revoke_key(self, key_id: str) -> bool:
-        done = await self.db.fetchval(
-            "api_key.revoke",
-            "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING id",
-            key_id,
-        )
-        return done is not None
+    async def update(
+        self, user_id: str, *, disabled: bool | None = None, role: str | None = None
+    ) -> tuple[UserRecord, UserRecord] | None:
+        """(before, after), or None for an unknown user. Refuses (400) to disable or demote the last
+        enabled admin; the admins' rows are locked first, so two admins demoting each other at the
+        same moment cannot both succeed."""
+        async with self.db.transaction("user.update") as conn:
+            admins = await conn.fetch(
+                "SELECT id FROM users WHERE role = 'admin' AND NOT disabled ORDER BY id FOR UPDATE"
+            )
+            row = await conn.fetchrow(f"SELECT {_USER_COLS} FROM users WHERE id = $1 FOR UPDATE", user_id)
+            if row is None:
+                return None
+            before = user_record(row)
+            new_role = before.role if role is None else role
+            new_disabled = before.disabled if disabled is None else disabled
+            was_admin = before.role == "admin" and not before.disabled
+            if was_admin and (new_role != "admin" or new_disabled) and len(admins) <= 1:
+                raise Invalid(
+                    f"{before.name!r} is the last enabled admin; make another admin first",
+                    param="disabled" if new_disabled else "role",
+                )
+            row = await conn.fetchrow(
+                f"UPDATE users SET role = $2, disabled = $3 WHERE id = $1 RETURNING {_USER_COLS}",
+                user_id,
+                new_role,
+                new_disabled,
+            )
+        assert row is not None
+        return before, user_record(row)

@@ -70,6 +70,7 @@ async def realtime_endpoint(ws: WebSocket) -> None:
             personality_id=q.get("cozy_personality_id"),
             session_id=q.get("cozy_session_id"),
             user_id=getattr(ws.state, "principal", None) and ws.state.principal.user_id,
+            key_id=getattr(ws.state, "principal", None) and ws.state.principal.key_id,
         )
     except CozyError as exc:
         await ws.send_text(

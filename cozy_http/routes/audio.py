@@ -38,8 +38,9 @@ def _flag(value: str | None) -> bool:
 def _language(upload: Upload) -> str | None:
     lang = (upload.fields.get("language") or "").strip().lower()
     if lang and not (2 <= len(lang) <= 3 and lang.isalpha()):
-        raise CozyError("language must be an ISO-639-1 code such as 'en'", code="VALIDATION_ERROR", status=400,
-                        param="language")
+        raise CozyError(
+            "language must be an ISO-639-1 code such as 'en'", code="VALIDATION_ERROR", status=400, param="language"
+        )
     return lang or None
 
 
@@ -48,24 +49,37 @@ async def transcriptions(request: Request) -> Response:
     speech = _speech(request)
     upload = await read_upload(request, speech.limits.max_upload_bytes)
     if not upload.fields.get("model", "").strip():
-        raise CozyError("model is required (any name: the configured STT engine answers)",
-                        code="VALIDATION_ERROR", status=400, param="model")
+        raise CozyError(
+            "model is required (any name: the configured STT engine answers)",
+            code="VALIDATION_ERROR",
+            status=400,
+            param="model",
+        )
     fmt = upload.fields.get("response_format", "json").strip() or "json"
     if fmt not in tf.RESPONSE_FORMATS:
-        raise CozyError(f"unsupported response_format {fmt!r} (supported: {', '.join(tf.RESPONSE_FORMATS)})",
-                        code="VALIDATION_ERROR", status=400, param="response_format")
+        raise CozyError(
+            f"unsupported response_format {fmt!r} (supported: {', '.join(tf.RESPONSE_FORMATS)})",
+            code="VALIDATION_ERROR",
+            status=400,
+            param="response_format",
+        )
     language, prompt = _language(upload), upload.fields.get("prompt") or None
     granularities = upload.lists.get("timestamp_granularities[]", []) + upload.lists.get("timestamp_granularities", [])
     words = "word" in granularities
     if words and fmt != "verbose_json":
-        raise CozyError("timestamp_granularities needs response_format=verbose_json", code="VALIDATION_ERROR",
-                        status=400, param="timestamp_granularities")
+        raise CozyError(
+            "timestamp_granularities needs response_format=verbose_json",
+            code="VALIDATION_ERROR",
+            status=400,
+            param="timestamp_granularities",
+        )
     audio = await speech.decode_upload(upload.data)
     if _flag(upload.fields.get("stream")):
         speech.require("stt")
         return EventStreamResponse(_stream(speech, audio, language, prompt))
-    transcript = await speech.transcribe(audio, language=language, prompt=prompt, words=words,
-                                         text_only=fmt in ("json", "text"))
+    transcript = await speech.transcribe(
+        audio, language=language, prompt=prompt, words=words, text_only=fmt in ("json", "text")
+    )
     if fmt == "json":
         return _json(tf.as_json(transcript))
     if fmt == "verbose_json":
@@ -77,8 +91,9 @@ async def transcriptions(request: Request) -> Response:
     return PlainTextResponse(transcript.text)
 
 
-async def _stream(speech: SpeechService, audio: PcmAudio, language: str | None,
-                  prompt: str | None) -> AsyncGenerator[bytes, None]:
+async def _stream(
+    speech: SpeechService, audio: PcmAudio, language: str | None, prompt: str | None
+) -> AsyncGenerator[bytes, None]:
     """`transcript.text.delta` per decoded segment, then `transcript.text.done` (OpenAI SSE)."""
     parts: list[str] = []
     try:
@@ -93,8 +108,11 @@ async def _stream(speech: SpeechService, audio: PcmAudio, language: str | None,
         return
     text = "".join(parts).strip()
     seconds = audio.duration_s
-    done = {"type": "transcript.text.done", "text": text,
-            "usage": {"type": "duration", "seconds": int(-(-seconds // 1))}}
+    done = {
+        "type": "transcript.text.done",
+        "text": text,
+        "usage": {"type": "duration", "seconds": int(-(-seconds // 1))},
+    }
     yield b"data: " + orjson.dumps(done) + b"\n\n"
 
 

@@ -38,23 +38,42 @@ from cozy_media.stt.session import (
 from cozy_media.vad.stream import VadParams
 
 log = logging.getLogger("cozy.http.stt")
-_FORMATS = {"pcm16": "pcm16", "pcm": "pcm16", "s16le": "pcm16", "audio/pcm": "pcm16", "pcmu": "pcmu",
-            "ulaw": "pcmu", "g711_ulaw": "pcmu", "audio/pcmu": "pcmu", "pcma": "pcma", "alaw": "pcma",
-            "g711_alaw": "pcma", "audio/pcma": "pcma"}
+_FORMATS = {
+    "pcm16": "pcm16",
+    "pcm": "pcm16",
+    "s16le": "pcm16",
+    "audio/pcm": "pcm16",
+    "pcmu": "pcmu",
+    "ulaw": "pcmu",
+    "g711_ulaw": "pcmu",
+    "audio/pcmu": "pcmu",
+    "pcma": "pcma",
+    "alaw": "pcma",
+    "g711_alaw": "pcma",
+    "audio/pcma": "pcma",
+}
 
 
 class _Config:
     def __init__(self, msg: dict[str, Any], default_vad: VadParams) -> None:
         fmt = str(msg.get("format", "pcm16")).lower()
         if fmt not in _FORMATS:
-            raise CozyError(f"unsupported format {fmt!r} (pcm16, pcmu, pcma)", code="VALIDATION_AUDIO_FORMAT",
-                            status=400, param="format")
+            raise CozyError(
+                f"unsupported format {fmt!r} (pcm16, pcmu, pcma)",
+                code="VALIDATION_AUDIO_FORMAT",
+                status=400,
+                param="format",
+            )
         self.format = _FORMATS[fmt]
         default_rate = 8000 if self.format != "pcm16" else 16000
         rate = msg.get("sample_rate", msg.get("rate", default_rate))
         if not isinstance(rate, int) or not 8000 <= rate <= 48000:
-            raise CozyError("sample_rate must be an integer from 8000 to 48000", code="VALIDATION_ERROR",
-                            status=400, param="sample_rate")
+            raise CozyError(
+                "sample_rate must be an integer from 8000 to 48000",
+                code="VALIDATION_ERROR",
+                status=400,
+                param="sample_rate",
+            )
         self.sample_rate = rate
         self.language = msg.get("language") or None
         self.prompt = msg.get("prompt") or None
@@ -69,23 +88,38 @@ class _Config:
                     silence_duration_ms=int(vad.get("silence_duration_ms", default_vad.silence_duration_ms)),
                 )
             except (TypeError, ValueError):
-                raise CozyError("vad fields must be numbers", code="VALIDATION_ERROR", status=400,
-                                param="vad") from None
+                raise CozyError(
+                    "vad fields must be numbers", code="VALIDATION_ERROR", status=400, param="vad"
+                ) from None
             if not 0 < self.vad.threshold < 1:
-                raise CozyError("vad.threshold must be between 0 and 1", code="VALIDATION_ERROR", status=400,
-                                param="vad.threshold")
+                raise CozyError(
+                    "vad.threshold must be between 0 and 1", code="VALIDATION_ERROR", status=400, param="vad.threshold"
+                )
 
 
 def _event(ev: Any) -> dict[str, Any]:
     if isinstance(ev, UtterancePartial):
-        return {"type": "transcript", "utterance_id": ev.utterance, "text": ev.partial.stable,
-                "unstable": ev.partial.unstable, "is_partial": True}
+        return {
+            "type": "transcript",
+            "utterance_id": ev.utterance,
+            "text": ev.partial.stable,
+            "unstable": ev.partial.unstable,
+            "is_partial": True,
+        }
     if isinstance(ev, UtteranceFinal):
         t = ev.transcript
-        return {"type": "transcript_final", "utterance_id": ev.utterance, "text": t.text, "is_partial": False,
-                "language": t.language, "duration": t.duration, "confidence": t.confidence,
-                "audio_start_ms": round(ev.audio_start_ms), "audio_end_ms": round(ev.audio_end_ms),
-                "latency_ms": round(ev.latency_ms, 1)}
+        return {
+            "type": "transcript_final",
+            "utterance_id": ev.utterance,
+            "text": t.text,
+            "is_partial": False,
+            "language": t.language,
+            "duration": t.duration,
+            "confidence": t.confidence,
+            "audio_start_ms": round(ev.audio_start_ms),
+            "audio_end_ms": round(ev.audio_end_ms),
+            "latency_ms": round(ev.latency_ms, 1),
+        }
     if isinstance(ev, UtteranceStarted):
         return {"type": "speech_started", "utterance_id": ev.utterance, "audio_start_ms": round(ev.audio_start_ms)}
     if isinstance(ev, UtteranceStopped):
@@ -148,8 +182,7 @@ class _Stream:
         kind = msg.get("type", "config")
         if kind in ("config", "start", "session.update"):
             if self.session is not None:
-                await self.error(CozyError("config must be the first message", code="VALIDATION_ERROR",
-                                           param="type"))
+                await self.error(CozyError("config must be the first message", code="VALIDATION_ERROR", param="type"))
                 return False
             await self.start(msg)
             return False
@@ -161,8 +194,9 @@ class _Stream:
             return False
         if kind in ("end", "stop", "close", "finish"):
             return True
-        await self.error(CozyError(f"unknown message type {kind!r} (config, commit, end)", code="VALIDATION_ERROR",
-                                   param="type"))
+        await self.error(
+            CozyError(f"unknown message type {kind!r} (config, commit, end)", code="VALIDATION_ERROR", param="type")
+        )
         return False
 
 

@@ -28,7 +28,9 @@ class KnowledgeAdd(BaseModel):
 async def add_documents(request: Request) -> Response:
     body = await parse_body(request, KnowledgeAdd)
     result = await request.app.state.services.knowledge.add(
-        principal_of(request), request.path_params["dataset"], [d.model_dump() for d in body.documents],
+        principal_of(request),
+        request.path_params["dataset"],
+        [d.model_dump() for d in body.documents],
         request_id=current_request_id(),
     )
     return json_response(result)
@@ -36,8 +38,11 @@ async def add_documents(request: Request) -> Response:
 
 async def search(request: Request) -> Response:
     items = await request.app.state.services.knowledge.search(
-        principal_of(request), request.path_params["dataset"], request.query_params.get("q", ""),
-        limit=query_int(request, "limit", 5), request_id=current_request_id(),
+        principal_of(request),
+        request.path_params["dataset"],
+        request.query_params.get("q", ""),
+        limit=query_int(request, "limit", 5),
+        request_id=current_request_id(),
     )
     return json_response({"object": "list", "data": items})
 
@@ -47,20 +52,30 @@ def openapi_paths() -> dict[str, Any]:
     err = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     dataset = {"name": "dataset", "in": "path", "required": True, "schema": {"type": "string"}}
     return {
-        "/v1/knowledge/{dataset}": {"post": {
-            "summary": "Add documents to a knowledge dataset (admin); they are chunked and indexed",
-            "tags": ["knowledge"], "parameters": [dataset],
-            "requestBody": {"required": True, "content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/KnowledgeAdd"}}}},
-            "responses": {"200": {"description": "documents and chunks written"}, "default": err},
-        }},
-        "/v1/knowledge/{dataset}/search": {"get": {
-            "summary": "Full-text search of a knowledge dataset (admin)",
-            "tags": ["knowledge"],
-            "parameters": [dataset, {"name": "q", "in": "query", "required": True, "schema": {"type": "string"}},
-                           {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 5}}],
-            "responses": {"200": {"description": "list of knowledge.chunk"}, "default": err},
-        }},
+        "/v1/knowledge/{dataset}": {
+            "post": {
+                "summary": "Add documents to a knowledge dataset (admin); they are chunked and indexed",
+                "tags": ["knowledge"],
+                "parameters": [dataset],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/KnowledgeAdd"}}},
+                },
+                "responses": {"200": {"description": "documents and chunks written"}, "default": err},
+            }
+        },
+        "/v1/knowledge/{dataset}/search": {
+            "get": {
+                "summary": "Full-text search of a knowledge dataset (admin)",
+                "tags": ["knowledge"],
+                "parameters": [
+                    dataset,
+                    {"name": "q", "in": "query", "required": True, "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 5}},
+                ],
+                "responses": {"200": {"description": "list of knowledge.chunk"}, "default": err},
+            }
+        },
     }
 
 

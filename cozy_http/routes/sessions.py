@@ -47,7 +47,5 @@ async def list_messages(request: Request) -> Response:
 
 async def delete_session(request: Request) -> Response:
     session_id = request.path_params["session_id"]
-    await request.app.state.services.sessions.delete(
-        principal_of(request), session_id, request_id=current_request_id()
-    )
+    await request.app.state.services.sessions.delete(principal_of(request), session_id, request_id=current_request_id())
     return json_response({"id": session_id, "object": "chat.session.deleted", "deleted": True})

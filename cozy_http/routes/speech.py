@@ -71,8 +71,7 @@ def _voice_name(voice: str | dict[str, Any] | None) -> str | None:
     if isinstance(voice, dict):
         value = voice.get("id")
         if not isinstance(value, str):
-            raise CozyError("voice must be a name or {\"id\": name}", code="VALIDATION_ERROR", status=400,
-                            param="voice")
+            raise CozyError('voice must be a name or {"id": name}', code="VALIDATION_ERROR", status=400, param="voice")
         return value
     return voice
 

@@ -267,6 +267,7 @@ class WebRTCGateway:
             personality_id=personality_id,
             session_id=session_id or f"call_{uuid.uuid4().hex}",  # every call's turns are kept
             user_id=principal.user_id,
+            key_id=principal.key_id,
         )
         personality = self.services.personalities.get(personality_id)
         bridge.bind(ref, self.session_config(personality.voice.voice if personality else None))

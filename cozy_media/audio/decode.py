@@ -71,9 +71,7 @@ def decode_audio(
                         chunks.append(out.to_ndarray().reshape(-1))
                         total += out.samples
                 if limit is not None and total > limit:
-                    raise AudioFormatError(
-                        f"audio is longer than the {max_duration_s:.0f} s limit", param="file"
-                    )
+                    raise AudioFormatError(f"audio is longer than the {max_duration_s:.0f} s limit", param="file")
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
         except AudioFormatError:

@@ -77,9 +77,12 @@ def wav_header(sample_rate: int, data_bytes: int | None) -> bytes:
     size = 0xFFFFFFFF if data_bytes is None else data_bytes
     riff = 0xFFFFFFFF if data_bytes is None else 36 + data_bytes
     return (
-        b"RIFF" + struct.pack("<I", riff) + b"WAVEfmt "
+        b"RIFF"
+        + struct.pack("<I", riff)
+        + b"WAVEfmt "
         + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate, sample_rate * 2, 2, 16)
-        + b"data" + struct.pack("<I", size)
+        + b"data"
+        + struct.pack("<I", size)
     )
 
 

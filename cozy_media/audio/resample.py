@@ -20,10 +20,12 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
 class Resampler:
     """Streaming int16 mono resampler; feed chunks with `process`, then `flush` once at the end."""
 
-    def __init__(self, from_rate: int, to_rate: int) -> None:
+    def __init__(self, from_rate: int, to_rate: int, quality: str = "HQ") -> None:
         self.from_rate = from_rate
         self.to_rate = to_rate
-        self._stream = None if from_rate == to_rate else soxr.ResampleStream(from_rate, to_rate, 1, dtype="int16")
+        self._stream = (
+            None if from_rate == to_rate else soxr.ResampleStream(from_rate, to_rate, 1, dtype="int16", quality=quality)
+        )
 
     def process(self, samples: np.ndarray) -> np.ndarray:
         if self._stream is None:

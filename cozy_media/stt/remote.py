@@ -3,10 +3,12 @@ a vLLM or LocalAI server, or another CozyEngine)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
-import httpx
+import aiohttp
 import numpy as np
+import orjson
+from pydantic import Field
 
 from ..audio.encode import encode_audio
 from ..audio.frames import float32_to_int16
@@ -16,6 +18,9 @@ from .base import SAMPLE_RATE, Segment, STTEngine, Transcript
 
 class RemoteSTTOptions(RemoteOptions):
     response_format: Literal["json", "verbose_json"] = "json"
+    # Streaming partials re-send the whole growing utterance every partial interval: costly on a
+    # metered API, so off unless asked. The final is still decoded speculatively in the silence.
+    partials: bool = Field(False)
 
 
 class OpenAISTT(RemoteClient, STTEngine):
@@ -26,6 +31,10 @@ class OpenAISTT(RemoteClient, STTEngine):
     def __init__(self, options: RemoteSTTOptions) -> None:
         self.options = options
 
+    @property
+    def partials(self) -> bool:
+        return self.options.partials
+
     async def transcribe(
         self,
         audio: np.ndarray,
@@ -35,20 +44,21 @@ class OpenAISTT(RemoteClient, STTEngine):
         word_timestamps: bool = False,
         text_only: bool = False,
     ) -> Transcript:
-        client = self.client()
         wav = encode_audio(float32_to_int16(audio), SAMPLE_RATE, "wav")
-        data: dict[str, Any] = {"model": self.options.model, "response_format": self.options.response_format}
+        form = aiohttp.FormData()
+        form.add_field("model", self.options.model)
+        form.add_field("response_format", self.options.response_format)
         if language:
-            data["language"] = language
+            form.add_field("language", language)
         if prompt:
-            data["prompt"] = prompt
+            form.add_field("prompt", prompt)
+        form.add_field("file", wav, filename="audio.wav", content_type="audio/wav")
+        raw = await self.post("audio/transcriptions", "transcription", data=form)
         try:
-            response = await client.post(
-                "audio/transcriptions", data=data, files={"file": ("audio.wav", wav, "audio/wav")}
-            )
-            response.raise_for_status()
-            body = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
+            body = orjson.loads(raw)
+            if not isinstance(body, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
             raise upstream_error(exc, "transcription") from exc
         duration = float(body.get("duration") or len(audio) / SAMPLE_RATE)
         segments = tuple(

@@ -72,7 +72,8 @@ class TranscriptionSession:
         self.transcriber = transcriber
         self.vad = vad
         self._events: asyncio.Queue[SessionEvent | None] = asyncio.Queue()
-        self._ring = np.zeros(_RING_SAMPLES, dtype=np.int16)
+        self._ring = np.zeros(_RING_SAMPLES, dtype=np.int16)  # circular: `_ring_at` is the next write
+        self._ring_at = 0
         self._fed = 0  # samples received since the stream began
         self._utterance = 0
         self._active = False
@@ -123,10 +124,21 @@ class TranscriptionSession:
         k = len(samples)
         if k >= _RING_SAMPLES:
             self._ring[:] = samples[-_RING_SAMPLES:]
-        else:
-            self._ring[:-k] = self._ring[k:]
-            self._ring[-k:] = samples
+            self._ring_at = 0
+        else:  # write in place: shifting a 2 s ring every frame would move 64 KB a frame
+            at = self._ring_at
+            first = min(k, _RING_SAMPLES - at)
+            self._ring[at : at + first] = samples[:first]
+            self._ring[: k - first] = samples[first:]
+            self._ring_at = (at + k) % _RING_SAMPLES
         self._fed += k
+
+    def _recent(self, n: int) -> np.ndarray:
+        """The newest `n` samples remembered (n ≤ 2 s), oldest first."""
+        start = (self._ring_at - n) % _RING_SAMPLES
+        if start + n <= _RING_SAMPLES:
+            return self._ring[start : start + n]
+        return np.concatenate((self._ring[start:], self._ring[: self._ring_at]))
 
     def _append(self, samples: np.ndarray) -> None:
         self.transcriber.append(samples)
@@ -139,7 +151,7 @@ class TranscriptionSession:
         self._start_pos = start_pos
         back = self._fed - start_pos
         if back and self.vad is not None:
-            self.transcriber.append(self._ring[-back:])
+            self.transcriber.append(self._recent(back))
         self._events.put_nowait(UtteranceStarted(self._utterance, start_pos * 1000.0 / SAMPLE_RATE))
 
     def _end(self, end_pos: int | None) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..workers import BACKGROUND, get_pool, inference_priority
 from .base import SAMPLE_RATE, STTEngine, Transcript
 
 _NORMALIZE = re.compile(r"[^\w']+")
@@ -111,6 +112,8 @@ class StreamingTranscriber:
         """True when a partial decode is worth starting now."""
         if self._decoding or self._n < self.min_partial_audio_ms * SAMPLE_RATE / 1000:
             return False
+        if not get_pool().has_idle_worker:
+            return False  # a busy pool is for finals and replies; partials resume when it frees up
         interval = max(self.partial_interval_ms, 1200.0 * self._last_decode_s)
         return (self._n - self._last_decode_at) * 1000.0 / SAMPLE_RATE >= interval
 
@@ -121,9 +124,10 @@ class StreamingTranscriber:
         self._last_decode_at = n
         started = time.perf_counter()
         try:
-            result = await self.engine.transcribe(
-                self._snapshot(n), language=self.language, prompt=self.prompt, text_only=True
-            )
+            with inference_priority(BACKGROUND):
+                result = await self.engine.transcribe(
+                    self._snapshot(n), language=self.language, prompt=self.prompt, text_only=True
+                )
         finally:
             if generation == self._generation:
                 self._decoding = False
@@ -178,6 +182,8 @@ class StreamingTranscriber:
     async def _decode_final(self, audio: np.ndarray) -> Transcript:
         if len(audio) < SAMPLE_RATE // 10:
             return Transcript(text="", language=self.language or "", duration=len(audio) / SAMPLE_RATE)
+        # NORMAL, like the replies' speech synthesis: work a caller waits for runs first come, first
+        # served, so one user's reply is not held behind every other user's final.
         return await self.engine.transcribe(audio, language=self.language, prompt=self.prompt, text_only=True)
 
     def _drop_spec(self) -> None:

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, field_validator
 
-from cozy_core.engines import EngineError, EngineOptions, Health
+from cozy_core.engines import EngineError, EngineOptions, Health, blank_to_none
 
 from ..bundled import WHISPER_TINY_EN, bundled_file
 from ..workers import get_pool
@@ -45,7 +45,7 @@ class WhisperOptions(EngineOptions):
     @field_validator("model", "language", "download_root", mode="before")
     @classmethod
     def _blank(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
+        return blank_to_none(value)
 
 
 def _load(key: tuple[Any, ...]) -> tuple[Any, ShortFormDecoder]:

@@ -127,7 +127,9 @@ class ShortFormDecoder:
         no_speech = float(result.no_speech_prob)
         if no_speech > 0.6 and avg_logprob < -1.0:
             text = ""  # Whisper's own silence rule: no hallucinated "Thank you." on noise
-        segment = Segment(0, 0.0, round(duration, 3), " " + text if text else "", avg_logprob, no_speech, 0.0, 0.0,
-                          tuple(ids))
-        return Transcript(text=text, language=language, duration=round(duration, 3),
-                          segments=(segment,) if text else ())
+        segment = Segment(
+            0, 0.0, round(duration, 3), " " + text if text else "", avg_logprob, no_speech, 0.0, 0.0, tuple(ids)
+        )
+        return Transcript(
+            text=text, language=language, duration=round(duration, 3), segments=(segment,) if text else ()
+        )

@@ -12,6 +12,23 @@ from cozy_core.engines import Engine
 
 from ..audio.frames import PcmAudio
 
+# OpenAI's voice names: what a remote OpenAI TTS offers, and what config aliases to local voices.
+OPENAI_VOICES = (
+    "alloy",
+    "ash",
+    "ballad",
+    "coral",
+    "echo",
+    "fable",
+    "onyx",
+    "nova",
+    "sage",
+    "shimmer",
+    "verse",
+    "marin",
+    "cedar",
+)
+
 
 class TTSEngine(Engine):
     """Base of every TTS provider."""

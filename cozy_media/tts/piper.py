@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, field_validator
 
-from cozy_core.engines import EngineError, EngineOptions, Health
+from cozy_core.engines import EngineError, EngineOptions, Health, blank_to_none
 
 from ..audio.frames import PcmAudio
 from ..bundled import PIPER_JOE, bundled_file
@@ -35,7 +35,7 @@ class PiperVoiceOptions(EngineOptions):
     @field_validator("model_path", "config_path", mode="before")
     @classmethod
     def _blank(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
+        return blank_to_none(value)
 
 
 class PiperOptions(EngineOptions):

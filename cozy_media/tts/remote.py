@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import httpx
 from pydantic import Field
 
 from ..audio.frames import PcmAudio
-from ..remote import RemoteClient, RemoteOptions, upstream_error
-from .base import TTSEngine
+from ..remote import RemoteClient, RemoteOptions
+from .base import OPENAI_VOICES, TTSEngine
 
-OPENAI_VOICES = ["alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse",
-                 "marin", "cedar"]
 PCM_RATE = 24000
 
 
@@ -37,13 +34,8 @@ class OpenAITTS(RemoteClient, TTSEngine):
         return PCM_RATE
 
     async def synthesize(self, text: str, *, voice: str, speed: float = 1.0) -> PcmAudio:
-        client = self.client()
         body = {"model": self.options.model, "input": text, "voice": voice, "response_format": "pcm", "speed": speed}
         if self.options.instructions:
             body["instructions"] = self.options.instructions
-        try:
-            response = await client.post("audio/speech", json=body)
-            response.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise upstream_error(exc, "speech") from exc
-        return PcmAudio.from_bytes(response.content, PCM_RATE)
+        pcm = await self.post("audio/speech", "speech", json=body)
+        return PcmAudio.from_bytes(pcm, PCM_RATE)

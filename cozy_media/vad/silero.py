@@ -1,9 +1,10 @@
 """Silero VAD (v5/v6 ONNX from the `silero-vad` wheel) run with onnxruntime alone, no torch.
 
-Model contract: input float32 [1, 64 + 512] (the last 64 samples of the previous chunk, then 512
-new samples at 16 kHz), state float32 [2, 1, 128] carried between chunks, sr int64; outputs the
-speech probability and the next state. One ONNX session per process, shared by every stream
-(onnxruntime's `run` is thread-safe); the per-stream state lives in `StreamingVAD`.
+Model contract: input float32 [B, 64 + 512] (the last 64 samples of the previous chunk, then 512
+new samples at 16 kHz), state float32 [2, B, 128] carried between chunks (B independent streams
+per call: see `batch.py`), sr int64; outputs the speech probability and the next state. One ONNX
+session per process, shared by every stream (onnxruntime's `run` is thread-safe); the per-stream
+state lives in `StreamingVAD`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, field_validator
 
-from cozy_core.engines import Engine, EngineError, EngineOptions, Health
+from cozy_core.engines import Engine, EngineError, EngineOptions, Health, blank_to_none
 
 from ..bundled import SILERO_VAD, bundled_file
 from .stream import StreamingVAD, VadParams
@@ -50,6 +51,11 @@ class SileroModel:
         out, next_state = self._session.run(None, {"input": window, "state": state, "sr": self._sr})
         return float(out[0, 0]), next_state
 
+    def step_batch(self, windows: np.ndarray, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """B independent streams at once: windows [B, 576], states [2, B, 128]."""
+        out, next_state = self._session.run(None, {"input": windows, "state": states, "sr": self._sr})
+        return out[:, 0], next_state
+
 
 def load_silero(path: Path, threads: int = 1) -> SileroModel:
     """The process-wide model for `path` (loaded on first use, then shared)."""
@@ -68,7 +74,7 @@ class SileroOptions(EngineOptions):
     @field_validator("model_path", mode="before")
     @classmethod
     def _blank(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
+        return blank_to_none(value)
 
 
 class VADEngine(Engine):

@@ -1,8 +1,8 @@
 """A per-session streaming voice activity detector with the OpenAI `server_vad` parameters.
 
 Why per session and cheap: a voice session owns one of these for its whole life. It holds only
-Silero's carried state (2×128 floats), the 64-sample context, a preallocated model window and
-fewer than 512 pending samples, so it costs nothing per frame beyond copying samples in.
+Silero's carried state (2×128 floats), the 64-sample context and fewer than 512 pending
+samples, so it costs nothing per frame beyond copying samples in.
 
 Events (positions are ms since the first sample fed, like Realtime's `audio_start_ms`):
 `SpeechStarted` (start minus the prefix padding), `SpeechPaused` (probability fell below the
@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
+from .batch import batcher_for
 
 SAMPLE_RATE = 16000
 CHUNK = 512
@@ -70,22 +72,23 @@ VadEvent = SpeechStarted | SpeechPaused | SpeechResumed | SpeechStopped
 class StreamingVAD:
     """Feed 16 kHz int16 samples in any frame size; get speech events back.
 
-    `process()` runs the model synchronously (use it inside a worker); `feed()` runs it on the
-    inference pool's light lane. Calls must not overlap (a session feeds its audio in order).
+    `process()` runs the model synchronously (use it inside a worker); `feed()` hands the complete
+    chunks to the process-wide batcher, which runs every live session's chunks in one model call
+    on the inference pool's light lane. Calls must not overlap (a session feeds its audio in order).
     """
 
     def __init__(self, model: _Model, params: VadParams | None = None) -> None:
         self.model = model
         self.params = params or VadParams()
-        self._window = np.zeros((1, CONTEXT + CHUNK), dtype=np.float32)
+        self._context = np.zeros(CONTEXT, dtype=np.float32)
         self._pending = np.zeros(CHUNK, dtype=np.float32)
         self._pending_len = 0
         self.reset()
 
     def reset(self) -> None:
         """Forget all state (a new stream starts at position 0)."""
-        self._state = self.model.new_state()
-        self._window[:] = 0.0
+        self.state = self.model.new_state()
+        self._context[:] = 0.0
         self._pending_len = 0
         self.position = 0  # samples run through the model
         self.speaking = False
@@ -106,54 +109,68 @@ class StreamingVAD:
         return (self._pending_len + extra) // CHUNK
 
     async def feed(self, samples: np.ndarray) -> list[VadEvent]:
-        """Buffer `samples`; when a 32 ms chunk is complete run the model off the event loop."""
-        if self.pending_chunks(len(samples)) == 0:
-            self._buffer(samples)
+        """Buffer `samples`; complete 32 ms chunks go to the model off the event loop, batched."""
+        windows = self.take_windows(samples)
+        if windows is None:
             return []
-        from ..workers import get_pool
-
         if self._busy:
             raise RuntimeError("StreamingVAD.feed calls must not overlap")
         self._busy = True
         try:
-            return await get_pool().run_light(self.process, samples)
+            probs = await batcher_for(self.model).run(self, windows)
         finally:
             self._busy = False
+        return self.apply(probs)
 
     def process(self, samples: np.ndarray) -> list[VadEvent]:
         """Run every complete chunk now (blocking); returns the events in order."""
-        events: list[VadEvent] = []
-        offset = 0
+        windows = self.take_windows(samples)
+        if windows is None:
+            return []
+        probs = []
+        for window in windows:
+            prob, self.state = self.model.step(window[None, :], self.state)
+            probs.append(prob)
+        return self.apply(probs)
+
+    def take_windows(self, samples: np.ndarray) -> np.ndarray | None:
+        """Buffer `samples`; return the model windows (k × [64 context + 512]) they complete.
+
+        The context of a window is the previous raw audio, so every window of a frame is known
+        before the model runs; only the recurrent state has to pass from one chunk to the next.
+        """
         n = len(samples)
-        while offset < n:
-            take = min(CHUNK - self._pending_len, n - offset)
-            self._buffer(samples[offset : offset + take])
-            offset += take
-            if self._pending_len == CHUNK:
-                self._run_chunk(events)
+        k = (self._pending_len + n) // CHUNK
+        if k == 0:
+            self._buffer(samples)
+            return None
+        used = k * CHUNK - self._pending_len  # samples of this frame inside the k chunks
+        buf = np.empty(CONTEXT + k * CHUNK, dtype=np.float32)
+        buf[:CONTEXT] = self._context
+        buf[CONTEXT : CONTEXT + self._pending_len] = self._pending[: self._pending_len]
+        _to_float(samples[:used], buf[CONTEXT + self._pending_len :])
+        self._context[:] = buf[-CONTEXT:]
+        self._pending_len = 0
+        self._buffer(samples[used:])
+        if k == 1:  # the usual frame (20-40 ms): the buffer is the window
+            return buf.reshape(1, CONTEXT + CHUNK)
+        return np.stack([buf[j * CHUNK : j * CHUNK + CONTEXT + CHUNK] for j in range(k)])
+
+    def apply(self, probs: list[float]) -> list[VadEvent]:
+        """Turn the model's probabilities for the taken windows (in order) into events."""
+        events: list[VadEvent] = []
+        for prob in probs:
+            start = self.position
+            self.position += CHUNK
+            self.probability = prob
+            self._decide(prob, start, events)
         return events
 
     def _buffer(self, samples: np.ndarray) -> None:
         k = len(samples)
-        if k == 0:
-            return
-        if samples.dtype == np.int16:
-            dest = self._pending[self._pending_len : self._pending_len + k]
-            np.multiply(samples, 1.0 / 32768.0, out=dest, casting="unsafe")
-        else:
-            self._pending[self._pending_len : self._pending_len + k] = samples
-        self._pending_len += k
-
-    def _run_chunk(self, events: list[VadEvent]) -> None:
-        window = self._window
-        window[0, CONTEXT:] = self._pending
-        prob, self._state = self.model.step(window, self._state)
-        window[0, :CONTEXT] = window[0, -CONTEXT:]
-        self._pending_len = 0
-        start = self.position
-        self.position += CHUNK
-        self.probability = prob
-        self._decide(prob, start, events)
+        if k:
+            _to_float(samples, self._pending[self._pending_len : self._pending_len + k])
+            self._pending_len += k
 
     def _decide(self, prob: float, chunk_start: int, events: list[VadEvent]) -> None:
         p = self.params
@@ -177,6 +194,13 @@ class StreamingVAD:
                 events.append(SpeechStopped(_ms(self._pause_at), _ms(self.position)))
                 self.speaking = False
                 self._pause_at = None
+
+
+def _to_float(samples: np.ndarray, out: np.ndarray) -> None:
+    if samples.dtype == np.int16:
+        np.multiply(samples, 1.0 / 32768.0, out=out, casting="unsafe")
+    else:
+        out[:] = samples
 
 
 def _ms(samples: int) -> float:

@@ -55,8 +55,12 @@ async def test_memory_and_profile_learn_from_turns(db: Database) -> None:  # noq
     await profile.update([turn, TurnRecord("u1", "assistant", [{"role": "user", "content": "I love jazz"}])])
     facts = [i.text for i in await memory.search(ContextQuery("u1", "what is my cat called?", limit=10))]
     assert facts[0] == "my cat is called Tom"  # the most relevant first
-    assert set(facts) == {"The user's name is Ada Lovelace", "The user lives in London", "The user likes green tea",
-                          "my cat is called Tom"}
+    assert set(facts) == {
+        "The user's name is Ada Lovelace",
+        "The user lives in London",
+        "The user likes green tea",
+        "my cat is called Tom",
+    }
     assert await memory.search(ContextQuery("u2", "cat")) == []
     got = await profile.get("u1")
     assert got["attributes"] == {"name": "Ada Lovelace", "location": "London", "likes": ["green tea", "jazz"]}

@@ -17,8 +17,10 @@ async def test_realtime_response_gets_context(monkeypatch: Any) -> None:
     """The harness has no authenticated user, so only knowledge (not per-user) is fetched."""
     memory = FakeMemory(["The user likes green tea"])
     ctx = ContextService(
-        ContextConfig(memory_timeout_s=0.1), knowledge=FakeKnowledge(["Tea is a drink."]),
-        profile=FakeProfile(["Name: Ada"]), memory=memory,
+        ContextConfig(memory_timeout_s=0.1),
+        knowledge=FakeKnowledge(["Tea is a drink."]),
+        profile=FakeProfile(["Name: Ada"]),
+        memory=memory,
     )
     import cozy_actors.realtime.session as session_mod
 

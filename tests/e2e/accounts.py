@@ -5,6 +5,9 @@ deletes)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -16,6 +19,7 @@ import openai
 
 from tests.e2e.conftest import ADMIN_KEY, CozyServer
 from tests.support.pg import ADMIN_URL
+from tests.support.procs import REPO_ROOT
 
 
 def auth(key: str) -> dict[str, str]:
@@ -71,3 +75,15 @@ def audit_events(server: CozyServer, **params: Any) -> list[dict[str, Any]]:
     r = httpx.get(f"{server.root_url}/v1/admin/audit", params=params, headers=auth(ADMIN_KEY), timeout=30)
     assert r.status_code == 200, r.text
     return r.json()["data"]
+
+
+def cozy_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`cozy ARGS --config <repo config>` in a subprocess, with `env` over this process's."""
+    return subprocess.run(
+        [sys.executable, "-m", "cozy_http.cli", *args, "--config", str(REPO_ROOT / "config")],
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

@@ -51,8 +51,10 @@ def test_jwt_from_password_login(cozy_server: CozyServer) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["token_type"] == "bearer" and body["expires_in"] == 3600 and body["access_token"].startswith("eyJ")
-    form = httpx.post(f"{root}/v1/auth/token",
-                      data={"grant_type": "password", "username": account["name"], "password": "a long password"})
+    form = httpx.post(
+        f"{root}/v1/auth/token",
+        data={"grant_type": "password", "username": account["name"], "password": "a long password"},
+    )
     assert form.status_code == 200 and form.json()["access_token"]
     with sdk(cozy_server, body["access_token"]) as client:
         reply = client.chat.completions.create(model=STUB_MODEL, messages=user("via jwt"))
@@ -65,6 +67,7 @@ def test_jwt_from_password_login(cozy_server: CozyServer) -> None:
 
 
 def test_admin_routes_are_admin_only(cozy_server: CozyServer) -> None:
+    started = time.time()  # other tests' admins (tests/e2e/test_admin_users.py) leave admin.* events too
     account, key = make_user(cozy_server)
     with api(cozy_server, key) as http:
         for method, path in ADMIN_ROUTES:
@@ -88,13 +91,19 @@ def test_admin_routes_are_admin_only(cozy_server: CozyServer) -> None:
         assert cfg["storage"]["database_url"] == "***" and cfg["security"]["jwt_secret_key"] == "***"
         assert cfg["security"]["bootstrap_admin_key"] == "***"
         assert ADMIN_KEY not in text and "e2e-jwt-secret" not in text and "postgresql://" not in text
-    forbidden = wait_for(lambda: audit_events(cozy_server, type="auth.forbidden", user_id=account["id"]),
-                         lambda evs: len(evs) == len(ADMIN_ROUTES) + 1)
+    forbidden = wait_for(
+        lambda: audit_events(cozy_server, type="auth.forbidden", user_id=account["id"]),
+        lambda evs: len(evs) == len(ADMIN_ROUTES) + 1,
+    )
     assert {e["resource"] for e in forbidden} >= {"config.read", "personalities.reload", "users.create"}
     assert all(e["outcome"] == "denied" and e["user_name"] == account["name"] for e in forbidden)
-    admin_done = wait_for(lambda: audit_events(cozy_server, type="admin.", limit=50),
-                          lambda evs: {"admin.personalities.reload", "admin.tools.list", "admin.tools.refresh",
-                                       "admin.config.read"} <= {e["type"] for e in evs})
+    admin_done = wait_for(
+        lambda: audit_events(cozy_server, type="admin.", since=started, limit=50),
+        lambda evs: (
+            {"admin.personalities.reload", "admin.tools.list", "admin.tools.refresh", "admin.config.read"}
+            <= {e["type"] for e in evs}
+        ),
+    )
     assert all(e["user_name"] == "admin" for e in admin_done)
 
 
@@ -105,10 +114,15 @@ def test_audit_rows_for_auth_failures_tool_calls_and_user_creation(cozy_server: 
     account, key = make_user(cozy_server)
     sid = new_session_id()
     with sdk(cozy_server, key) as client:
-        client.chat.completions.create(model=STUB_MODEL, messages=user('CALL calculator {"expression":"2+2"}'),
-                                       extra_body={"cozy": {"session_id": sid}})
-    failed = wait_for(lambda: audit_events(cozy_server, type="auth.failed", since=started),
-                      lambda evs: any(e["request_id"] == marker for e in evs))
+        client.chat.completions.create(
+            model=STUB_MODEL,
+            messages=user('CALL calculator {"expression":"2+2"}'),
+            extra_body={"cozy": {"session_id": sid}},
+        )
+    failed = wait_for(
+        lambda: audit_events(cozy_server, type="auth.failed", since=started),
+        lambda evs: any(e["request_id"] == marker for e in evs),
+    )
     mine = next(e for e in failed if e["request_id"] == marker)
     assert mine["detail"]["reason"] == "unknown_key" and mine["detail"]["key_prefix"] == "cozy-nope"
     assert mine["resource"] == "/v1/models" and mine["outcome"] == "denied"
@@ -117,8 +131,11 @@ def test_audit_rows_for_auth_failures_tool_calls_and_user_creation(cozy_server: 
     assert tools[0]["outcome"] == "ok" and tools[0]["user_name"] == account["name"]
     created = audit_events(cozy_server, type="user.create", since=started)
     assert any(e["resource"] == f"user:{account['name']}" and e["user_name"] == "admin" for e in created)
-    assert_error_body(httpx.get(f"{cozy_server.root_url}/v1/admin/audit", params={"user_id": "x"},
-                                headers=auth(ADMIN_KEY)), 400, "VALIDATION_ERROR")
+    assert_error_body(
+        httpx.get(f"{cozy_server.root_url}/v1/admin/audit", params={"user_id": "x"}, headers=auth(ADMIN_KEY)),
+        400,
+        "VALIDATION_ERROR",
+    )
 
 
 def test_rate_limit_is_429_with_retry_after_and_the_sdk_retries(cozy_server: CozyServer) -> None:
@@ -168,3 +185,40 @@ def test_openapi_documents_the_new_routes_and_bearer_auth(cozy_server: CozyServe
         assert path in doc["paths"], path
     assert doc["paths"]["/v1/auth/token"]["post"]["security"] == []
     assert "UserCreate" in doc["components"]["schemas"]
+    users = {
+        "/v1/admin/users": {"get", "post"},
+        "/v1/admin/users/{user_id}": {"get", "patch"},
+        "/v1/admin/users/{user_id}/keys": {"get", "post"},
+        "/v1/admin/users/{user_id}/keys/{key_id}": {"delete"},
+    }
+    for path, methods in users.items():
+        assert set(doc["paths"][path]) == methods, path
+        assert all("(admin only)" in op["summary"] and "security" not in op for op in doc["paths"][path].values())
+    assert "204" in doc["paths"]["/v1/admin/users/{user_id}/keys/{key_id}"]["delete"]["responses"]
+    assert {"UserUpdate", "KeyCreate"} <= set(doc["components"]["schemas"])
+    assert doc["components"]["schemas"]["UserUpdate"]["additionalProperties"] is False
+
+
+def test_password_guessing_is_throttled_per_user_and_per_client(cozy_server: CozyServer) -> None:
+    """5 attempts per user name, then 429 + Retry-After even with the right password; 10 per client."""
+    account, _ = make_user(cozy_server, password="the right password")
+    url = f"{cozy_server.root_url}/v1/auth/token"
+
+    def attempt(name: str, password: str, client: str) -> httpx.Response:
+        # uvicorn takes the client address from X-Forwarded-For sent by a trusted proxy (127.0.0.1).
+        return httpx.post(url, json={"username": name, "password": password}, headers={"x-forwarded-for": client})
+
+    for i in range(5):
+        assert_error_body(attempt(account["name"], f"guess {i}", f"10.9.0.{i}"), 401, "AUTH_INVALID_CREDENTIALS")
+    throttled = attempt(account["name"], "the right password", "10.9.0.99")
+    assert_error_body(throttled, 429, "RATE_LIMITED")
+    assert int(throttled.headers["retry-after"]) >= 1
+    for i in range(10):  # one client guessing many names: its own bucket
+        assert attempt(f"nobody-{i}", "pw", "10.9.1.1").status_code == 401
+    assert_error_body(attempt("nobody-else", "pw", "10.9.1.1"), 429, "RATE_LIMITED")
+
+    def throttled_buckets() -> set[str]:
+        events = audit_events(cozy_server, type="auth.failed", limit=200)
+        return {e["detail"]["bucket"] for e in events if (e.get("detail") or {}).get("reason") == "login_throttled"}
+
+    wait_for(throttled_buckets, lambda got: got >= {"user", "client"})

@@ -66,8 +66,14 @@ def cozy_of(obj: Any) -> dict[str, Any]:
 def test_knowledge_api_and_knowledge_in_the_prompt(server: CozyServer) -> None:
     headers = {"authorization": f"Bearer {ADMIN_KEY}"}
     with httpx.Client(base_url=server.root_url, headers=headers, timeout=30) as admin:
-        r = admin.post("/v1/knowledge/default", json={"documents": [
-            {"title": "Kettle", "text": "The CozyKettle boils water in 90 seconds and has a blue light."}]})
+        r = admin.post(
+            "/v1/knowledge/default",
+            json={
+                "documents": [
+                    {"title": "Kettle", "text": "The CozyKettle boils water in 90 seconds and has a blue light."}
+                ]
+            },
+        )
         assert r.status_code == 200, r.text
         assert r.json()["chunks"] == 1
         r = admin.get("/v1/knowledge/default/search", params={"q": "how fast does the kettle boil"})
@@ -79,7 +85,8 @@ def test_knowledge_api_and_knowledge_in_the_prompt(server: CozyServer) -> None:
         assert "90 seconds" in (reply.choices[0].message.content or "")
         assert cozy_of(reply)["degraded"] is False
         off = client.chat.completions.create(
-            model=STUB_MODEL, messages=user("SYSTEM? tell me about the kettle"),
+            model=STUB_MODEL,
+            messages=user("SYSTEM? tell me about the kettle"),
             extra_body={"cozy": {"use_personalization": False}},
         )
         assert "90 seconds" not in (off.choices[0].message.content or "")

@@ -4,6 +4,7 @@ bundled VAD/STT/TTS models, barge-in, manual commit, tools, bad events, beta dia
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 import uuid
@@ -62,7 +63,7 @@ async def test_audio_turn_with_server_vad(rt_client: openai.AsyncOpenAI, speech_
         ev = Events(conn)
         await conn.session.update(session={"type": "realtime", "audio": {"input": {"turn_detection": VAD}}})
         await ev.wait("session.updated")
-        await send_audio(conn, silence(300) + speech_clip)
+        await send_audio(conn, silence(2000) + speech_clip)
         speech_end = time.perf_counter()
         sender = asyncio.create_task(send_audio(conn, silence(3000)))
         started = (await ev.wait("input_audio_buffer.speech_started"))[0]
@@ -80,6 +81,12 @@ async def test_audio_turn_with_server_vad(rt_client: openai.AsyncOpenAI, speech_
         assert transcript.startswith("Echo:") and heard_question(transcript)
         assert first_audio - speech_end < 3.0  # generous here; benchmarks/realtime_latency.py measures it
         assert len(ev.of("response.output_audio.delta")) >= 5
+        # The committed item holds the utterance (prefix padding included), not the 2 s of silence before.
+        await conn.conversation.item.retrieve(item_id=started.item_id)
+        retrieved = (await ev.wait("conversation.item.retrieved"))[0]
+        item_ms = len(base64.b64decode(retrieved.item.content[0].audio)) / 48
+        clip_ms = len(speech_clip) / 48
+        assert clip_ms - 300 < item_ms < clip_ms + 1500, (item_ms, clip_ms)
         await ev.close()
 
 
@@ -255,3 +262,40 @@ async def test_session_duration_limit_ends_with_error_and_clean_close(stub_llm) 
             assert 1.0 < time.perf_counter() - started < 4.0
     finally:
         server.stop()
+
+
+async def test_g711_in_and_out(rt_client: openai.AsyncOpenAI, speech_clip: bytes) -> None:  # noqa: F811
+    """μ-law 8 kHz in (as a telephone gateway sends it), A-law 8 kHz out: transcribed and answered."""
+    import numpy as np
+
+    from cozy_media.audio.g711 import alaw_decode, ulaw_encode
+    from cozy_media.audio.resample import resample
+
+    pcm24 = np.frombuffer(silence(300) + speech_clip + silence(2500), dtype="<i2")
+    ulaw = ulaw_encode(resample(pcm24, 24000, 8000).astype(np.int16))
+    async with rt_client.realtime.connect(model="stub-model") as conn:
+        ev = Events(conn)
+        await conn.session.update(
+            session={
+                "type": "realtime",
+                "audio": {
+                    "input": {"format": {"type": "audio/pcmu"}, "turn_detection": VAD},
+                    "output": {"format": {"type": "audio/pcma"}},
+                },
+            }
+        )
+        updated = (await ev.wait("session.updated"))[0]
+        assert updated.session.audio.input.format.type == "audio/pcmu"
+        assert updated.session.audio.output.format.type == "audio/pcma"
+        for at in range(0, len(ulaw), 800):  # 100 ms frames of 8 kHz μ-law, at real-time pace
+            await conn.input_audio_buffer.append(audio=base64.b64encode(ulaw[at : at + 800]).decode())
+            await asyncio.sleep(0.1)
+        completed = (await ev.wait("conversation.item.input_audio_transcription.completed"))[0]
+        assert heard_question(completed.transcript), completed.transcript
+        done = (await ev.wait("response.done"))[0]
+        assert done.response.status == "completed"
+        alaw = b"".join(base64.b64decode(d.delta) for d in ev.of("response.output_audio.delta"))
+        reply = alaw_decode(alaw)
+        assert len(reply) > 8000 * 0.5  # at least half a second of 8 kHz speech
+        assert np.abs(reply.astype(np.int32)).max() > 1000  # not silence
+        await ev.close()

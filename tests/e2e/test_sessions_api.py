@@ -31,8 +31,10 @@ def test_crud_pages_and_soft_delete(cozy_server: CozyServer) -> None:
         s = made.json()
         assert s["id"].startswith("sess_") and s["object"] == "chat.session" and s["personality_id"] == "assistant"
         assert (s["title"], s["metadata"], s["message_count"]) == ("first", {"k": 1}, 0)
-        mine = [http.post("/v1/chat/sessions", json={"id": f"mine-{i}", "personality_id": "voice-concierge"})
-                for i in range(3)]
+        mine = [
+            http.post("/v1/chat/sessions", json={"id": f"mine-{i}", "personality_id": "voice-concierge"})
+            for i in range(3)
+        ]
         assert all(r.status_code == 201 for r in mine)
         assert_error_body(http.post("/v1/chat/sessions", json={"id": "mine-0"}), 409, "RESOURCE_ALREADY_EXISTS")
         assert_error_body(http.post("/v1/chat/sessions", json={"personality_id": "nope"}), 404, "RESOURCE_NOT_FOUND")
@@ -56,8 +58,9 @@ def test_crud_pages_and_soft_delete(cozy_server: CozyServer) -> None:
         assert_error_body(http.delete("/v1/chat/sessions/mine-1"), 404, "RESOURCE_NOT_FOUND")
         assert "mine-1" not in [x["id"] for x in http.get("/v1/chat/sessions", params={"limit": 50}).json()["data"]]
     with sdk(cozy_server, key) as client, pytest.raises(openai.NotFoundError):
-        client.chat.completions.create(model=STUB_MODEL, messages=user("hello?"),
-                                       extra_body={"cozy": {"session_id": "mine-1"}})
+        client.chat.completions.create(
+            model=STUB_MODEL, messages=user("hello?"), extra_body={"cozy": {"session_id": "mine-1"}}
+        )
     (row,) = db_fetch(cozy_server, "SELECT deleted_at FROM sessions WHERE id = 'mine-1'")
     assert row["deleted_at"] is not None  # soft: kept in the table
 
@@ -99,16 +102,32 @@ def test_turns_are_persisted_with_metadata_and_history_comes_from_the_database(
     cozy = {"cozy": {"session_id": sid}}
     with sdk(cozy_server, key) as client:
         client.chat.completions.create(model=STUB_MODEL, messages=user("one"), extra_body=cozy)
-        list(client.chat.completions.create(model=STUB_MODEL, messages=user("two"), extra_body=cozy, stream=True,
-                                            stream_options={"include_usage": True}))
-        client.chat.completions.create(model=STUB_MODEL, messages=user('CALL calculator {"expression":"6*7"}'),
-                                       extra_body=cozy)
+        list(
+            client.chat.completions.create(
+                model=STUB_MODEL,
+                messages=user("two"),
+                extra_body=cozy,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        client.chat.completions.create(
+            model=STUB_MODEL, messages=user('CALL calculator {"expression":"6*7"}'), extra_body=cozy
+        )
     calc_round = upstream.requests()[-2]  # the third turn's first model call (the last one has the tool result)
     assert [m["role"] for m in calc_round["messages"]] == ["system", "user", "assistant", "user", "assistant", "user"]
     with api(cozy_server, key) as http:
         stored = settled(http, sid)
-        assert [m["role"] for m in stored] == ["user", "assistant", "user", "assistant", "user", "assistant", "tool",
-                                                "assistant"]
+        assert [m["role"] for m in stored] == [
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+            "tool",
+            "assistant",
+        ]
         assert [m["content"] for m in stored[:4]] == ["one", "Echo: one", "two", "Echo: two"]
         for m in (stored[1], stored[3], stored[7]):
             assert m["model"] == STUB_MODEL and not m["incomplete"]
@@ -120,8 +139,9 @@ def test_turns_are_persisted_with_metadata_and_history_comes_from_the_database(
         assert all(m["model"] is None and m["usage"] is None for m in stored if m["role"] in ("user", "tool"))
         newest = http.get(f"/v1/chat/sessions/{sid}/messages", params={"limit": 3, "order": "desc"}).json()
         assert [m["role"] for m in newest["data"]] == ["assistant", "tool", "assistant"] and newest["has_more"]
-        rest = http.get(f"/v1/chat/sessions/{sid}/messages",
-                        params={"limit": 50, "order": "desc", "cursor": newest["next_cursor"]}).json()
+        rest = http.get(
+            f"/v1/chat/sessions/{sid}/messages", params={"limit": 50, "order": "desc", "cursor": newest["next_cursor"]}
+        ).json()
         assert len(rest["data"]) == 5 and not rest["has_more"]
         assert http.get(f"/v1/chat/sessions/{sid}").json()["message_count"] == 8
 
@@ -130,8 +150,14 @@ def test_turn_that_fails_mid_stream_keeps_user_message_and_partial_answer(cozy_s
     _, key = make_user(cozy_server)
     sid = new_session_id()
     with sdk(cozy_server, key) as client, pytest.raises(openai.APIError):
-        list(client.chat.completions.create(model=STUB_MODEL, messages=user("FAIL_MIDSTREAM tell me a story"),
-                                            extra_body={"cozy": {"session_id": sid}}, stream=True))
+        list(
+            client.chat.completions.create(
+                model=STUB_MODEL,
+                messages=user("FAIL_MIDSTREAM tell me a story"),
+                extra_body={"cozy": {"session_id": sid}},
+                stream=True,
+            )
+        )
     with api(cozy_server, key) as http:
         stored = settled(http, sid)
     assert [m["role"] for m in stored] == ["user", "assistant"]

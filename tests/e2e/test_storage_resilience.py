@@ -4,35 +4,21 @@ free port) killed while the server runs. Each test starts its own servers and da
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
 
-from tests.e2e.accounts import api, audit_events, auth, make_user, sdk, wait_for
+from tests.e2e.accounts import api, audit_events, auth, cozy_cli, make_user, sdk, wait_for
 from tests.e2e.conftest import ADMIN_KEY, STUB_MODEL, start_cozy_server, user
 from tests.support.pg import create_database, drop_database
-from tests.support.procs import REPO_ROOT, ManagedProcess, StubLLMServer, free_port, start_process
+from tests.support.procs import ManagedProcess, StubLLMServer, free_port, start_process
 
 
 def conversation(body: dict) -> list[tuple[str, str]]:
     return [(m["role"], m.get("content")) for m in body["messages"][1:]]
-
-
-def cozy_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cozy_http.cli", *args, "--config", str(REPO_ROOT / "config")],
-        cwd=REPO_ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 @pytest.fixture
@@ -86,8 +72,9 @@ def test_history_survives_a_restart_and_cli_users_work(database: str, stub_llm: 
         created = audit_events(second, type="user.create")
         assert any(e["resource"] == "user:carol" for e in created)  # written by the CLI
         with api(second, ADMIN_KEY) as admin:
-            stored = wait_for(lambda: admin.get(f"/v1/chat/sessions/{sid}/messages").json()["data"],
-                              lambda ms: len(ms) == 6)
+            stored = wait_for(
+                lambda: admin.get(f"/v1/chat/sessions/{sid}/messages").json()["data"], lambda ms: len(ms) == 6
+            )
         assert [m["role"] for m in stored] == ["user", "assistant"] * 3
     finally:
         second.stop()
@@ -98,8 +85,11 @@ def own_redis() -> Iterator[tuple[ManagedProcess, str]]:
     exe = shutil.which("redis-server")
     assert exe, "redis-server is needed for the Redis outage test"
     port = free_port()
-    proc = start_process([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                         r"Ready to accept connections", timeout=15)
+    proc = start_process(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        r"Ready to accept connections",
+        timeout=15,
+    )
     try:
         yield proc, f"redis://127.0.0.1:{port}/0"
     finally:
@@ -123,12 +113,17 @@ def test_redis_outage_mid_run_never_fails_a_chat(
         with sdk(server, key) as client:
             after = client.chat.completions.create(model=STUB_MODEL, messages=user("after"), extra_body=cozy)
             assert after.choices[0].message.content == "Echo: after"
-            chunks = list(client.chat.completions.create(model=STUB_MODEL, messages=user("streamed"),
-                                                         extra_body=cozy, stream=True))
+            chunks = list(
+                client.chat.completions.create(
+                    model=STUB_MODEL, messages=user("streamed"), extra_body=cozy, stream=True
+                )
+            )
             assert chunks[-1].choices[0].finish_reason == "stop"
         httpx.get(f"{server.root_url}/v1/models", headers={**auth("cozy-nope"), "x-request-id": "req-outage-1"})
-        failed = wait_for(lambda: audit_events(server, type="auth.failed"),
-                          lambda evs: any(e["request_id"] == "req-outage-1" for e in evs))
+        failed = wait_for(
+            lambda: audit_events(server, type="auth.failed"),
+            lambda evs: any(e["request_id"] == "req-outage-1" for e in evs),
+        )
         assert failed  # audit events still land (in-process queue)
         with api(server, key) as http:
             stored = http.get(f"/v1/chat/sessions/{sid}/messages").json()["data"]

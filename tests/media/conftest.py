@@ -141,8 +141,18 @@ def speech_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpeechSe
         "COZY_DATA_DIR": str(tmp_path_factory.mktemp("cozy-data")),
         "COZY_INFERENCE_WORKERS": "2",
     }
-    args = [sys.executable, "-m", "cozy_http.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-            "--config", str(REPO_ROOT / "config")]
+    args = [
+        sys.executable,
+        "-m",
+        "cozy_http.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--config",
+        str(REPO_ROOT / "config"),
+    ]
     process = start_process(args, None, env=env)
     root = f"http://127.0.0.1:{port}"
     wait_http_ok(f"{root}/ready", timeout=180, process=process)

@@ -33,9 +33,11 @@ def test_first_chunk_leaves_at_first_boundary_while_streaming() -> None:
 
 
 def test_streaming_token_by_token_equals_whole_text() -> None:
-    text = ("Hello there! The weather is sunny, warm and bright today; enjoy it.\nAnything else? "
-            "This is a much longer sentence that keeps going with many words and clauses, so that it has to be "
-            "split somewhere sensible because it is far longer than the limit of any chunk in this test, surely.")
+    text = (
+        "Hello there! The weather is sunny, warm and bright today; enjoy it.\nAnything else? "
+        "This is a much longer sentence that keeps going with many words and clauses, so that it has to be "
+        "split somewhere sensible because it is far longer than the limit of any chunk in this test, surely."
+    )
     whole = SentenceChunker().split(text)
     for piece in (1, 3, 17):
         assert stream(text, piece) == whole
@@ -43,8 +45,7 @@ def test_streaming_token_by_token_equals_whole_text() -> None:
 
 
 def test_long_sentences_split_at_clauses_first_chunk_short() -> None:
-    text = ("This is a very long opening sentence that goes on and on, with many clauses and words, "
-            "never ending at all.")
+    text = "This is a very long opening sentence that goes on and on, with many clauses and words, never ending at all."
     chunks = SentenceChunker(first_max_chars=60).split(text)
     assert chunks[0] == "This is a very long opening sentence that goes on and on,"
     assert len(chunks) == 2

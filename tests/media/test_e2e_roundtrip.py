@@ -32,11 +32,15 @@ print(json.dumps(out))
 def test_tts_to_stt_round_trip_wer(speech_server: SpeechServer) -> None:
     def one(text: str) -> str:
         with httpx.Client(base_url=speech_server.base_url, timeout=120) as http:
-            audio = http.post("/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": text,
-                                                     "response_format": "wav"})
+            audio = http.post(
+                "/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": text, "response_format": "wav"}
+            )
             assert audio.status_code == 200, audio.text
-            result = http.post("/audio/transcriptions", files={"file": ("speech.wav", audio.content)},
-                               data={"model": "whisper-1", "response_format": "json"})
+            result = http.post(
+                "/audio/transcriptions",
+                files={"file": ("speech.wav", audio.content)},
+                data={"model": "whisper-1", "response_format": "json"},
+            )
             assert result.status_code == 200, result.text
             return result.json()["text"]
 
@@ -53,19 +57,24 @@ def _load_round(speech_server: SpeechServer, clips: list[Clip], round_no: int) -
     files = [clips[i % len(clips)].path.read_bytes() for i in range(8)]
     texts = [f"Round {round_no}, request {i} is being spoken. It has two sentences." for i in range(8)]
     # The prober is its own process, so the 16 client threads here cannot delay its timing.
-    prober = subprocess.Popen([sys.executable, "-c", PROBE, speech_server.root_url],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    prober = subprocess.Popen(
+        [sys.executable, "-c", PROBE, speech_server.root_url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert prober.stdout is not None and prober.stdout.readline().strip() == "ready"
 
     def transcribe(data: bytes) -> int:
         with httpx.Client(base_url=speech_server.base_url, timeout=180) as http:
-            return http.post("/audio/transcriptions", files={"file": ("a.wav", data)},
-                             data={"model": "whisper-1", "response_format": "verbose_json"}).status_code
+            return http.post(
+                "/audio/transcriptions",
+                files={"file": ("a.wav", data)},
+                data={"model": "whisper-1", "response_format": "verbose_json"},
+            ).status_code
 
     def synthesize(text: str) -> int:
         with httpx.Client(base_url=speech_server.base_url, timeout=180) as http:
-            return http.post("/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": text,
-                                                    "response_format": "mp3"}).status_code
+            return http.post(
+                "/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": text, "response_format": "mp3"}
+            ).status_code
 
     with ThreadPoolExecutor(16) as pool:
         jobs = [pool.submit(transcribe, f) for f in files] + [pool.submit(synthesize, t) for t in texts]
@@ -85,8 +94,10 @@ def test_health_stays_fast_under_speech_load(speech_server: SpeechServer, clips:
     for round_no in (1, 2):
         latencies = _load_round(speech_server, clips, round_no)
         worst = sorted(latencies)[-5:]
-        summaries.append(f"round {round_no}: {len(latencies)} probes, median {statistics.median(latencies):.1f} ms, "
-                         f"worst {', '.join(f'{v:.0f}' for v in worst)} ms")
+        summaries.append(
+            f"round {round_no}: {len(latencies)} probes, median {statistics.median(latencies):.1f} ms, "
+            f"worst {', '.join(f'{v:.0f}' for v in worst)} ms"
+        )
         print(summaries[-1])
         slow = sum(v >= 50 for v in latencies)
         if slow <= len(latencies) // 100 and max(latencies) < 250:

@@ -15,8 +15,14 @@ from .conftest import SpeechServer
 from .helpers import pcm_seconds, seconds_of, sse_data
 
 TEXT = "Hello there. The weather today is sunny and warm. Would you like to hear more?"
-CONTENT_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac", "flac": "audio/flac",
-                 "wav": "audio/wav", "pcm": "audio/pcm"}
+CONTENT_TYPES = {
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",
+    "aac": "audio/aac",
+    "flac": "audio/flac",
+    "wav": "audio/wav",
+    "pcm": "audio/pcm",
+}
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +66,13 @@ def test_speed_changes_duration(client: openai.OpenAI, reference_seconds: float)
 
 
 def test_sse_stream_format(speech_server: SpeechServer) -> None:
-    body = {"model": "gpt-4o-mini-tts", "input": TEXT, "voice": "coral", "response_format": "mp3",
-            "stream_format": "sse"}
+    body = {
+        "model": "gpt-4o-mini-tts",
+        "input": TEXT,
+        "voice": "coral",
+        "response_format": "mp3",
+        "stream_format": "sse",
+    }
     r = httpx.post(f"{speech_server.base_url}/audio/speech", json=body, timeout=60)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     events = [orjson.loads(d) for d in sse_data(r.text)]

@@ -43,8 +43,11 @@ async def test_partials_before_final_two_utterances(speech_server: SpeechServer,
     a, b = clips[1], clips[0]
     track = np.concatenate([silence, a.at(16000), silence, b.at(16000), silence])
     async with websockets.connect(speech_server.ws_url) as ws:
-        await ws.send(orjson.dumps({"type": "config", "sample_rate": 16000, "language": "en",
-                                    "vad": {"silence_duration_ms": 400}}).decode())
+        await ws.send(
+            orjson.dumps(
+                {"type": "config", "sample_rate": 16000, "language": "en", "vad": {"silence_duration_ms": 400}}
+            ).decode()
+        )
         reader = asyncio.create_task(receive_all(ws))
         await send_paced(ws, track, 16000, speedup=1.5)
         await ws.send('{"type": "end"}')
@@ -78,8 +81,7 @@ async def test_manual_commit_ulaw_8k(speech_server: SpeechServer, clips: list[Cl
     assert events[-1]["type"] == "done"
 
 
-async def test_bad_messages_get_errors_and_the_stream_goes_on(speech_server: SpeechServer,
-                                                              clips: list[Clip]) -> None:
+async def test_bad_messages_get_errors_and_the_stream_goes_on(speech_server: SpeechServer, clips: list[Clip]) -> None:
     async with websockets.connect(speech_server.ws_url) as ws:
         await ws.send("this is not json")
         assert orjson.loads(await ws.recv())["code"] == "VALIDATION_INVALID_JSON"

@@ -48,8 +48,9 @@ def test_sdk_stream(client: openai.OpenAI, clips: list[Clip]) -> None:
 
 
 @pytest.mark.parametrize("family", sorted(UPLOAD_SPECS))
-def test_every_upload_format(client: openai.OpenAI, upload_files: dict[str, Path], clips: list[Clip],
-                             family: str) -> None:
+def test_every_upload_format(
+    client: openai.OpenAI, upload_files: dict[str, Path], clips: list[Clip], family: str
+) -> None:
     result = client.audio.transcriptions.create(model="whisper-1", file=upload_files[family])
     assert wer(clips[0].text, result.text) < 0.15, (family, result.text)
 
@@ -57,8 +58,9 @@ def test_every_upload_format(client: openai.OpenAI, upload_files: dict[str, Path
 def test_prd_stt_multipart_and_raw(speech_server: SpeechServer, clips: list[Clip]) -> None:
     clip = clips[2]
     with httpx.Client(base_url=speech_server.base_url, timeout=60) as http:
-        r = http.post("/audio/stt", files={"file": ("a.wav", clip.path.read_bytes(), "audio/wav")},
-                      data={"language": "en"})
+        r = http.post(
+            "/audio/stt", files={"file": ("a.wav", clip.path.read_bytes(), "audio/wav")}, data={"language": "en"}
+        )
         assert r.status_code == 200, r.text
         body = r.json()
         assert set(body) == {"text", "language", "duration", "confidence"}
@@ -91,10 +93,20 @@ def test_bad_uploads(speech_server: SpeechServer, clips: list[Clip]) -> None:
         r = http.post("/audio/transcriptions", files={"file": ("big.wav", big)}, data={"model": "whisper-1"})
         _error(r, 413, "VALIDATION_FILE_TOO_LARGE")
         _error(http.post("/audio/transcriptions", data={"model": "whisper-1"}), 400, "VALIDATION_ERROR")
-        _error(http.post("/audio/transcriptions", files={"file": ("a.wav", clips[0].path.read_bytes())},
-                         data={"model": "whisper-1", "response_format": "diarized_json"}), 400, "VALIDATION_ERROR")
-        _error(http.post("/audio/stt", content=b"garbage" * 100, headers={"content-type": "audio/wav"}),
-               400, "VALIDATION_AUDIO_FORMAT")
+        _error(
+            http.post(
+                "/audio/transcriptions",
+                files={"file": ("a.wav", clips[0].path.read_bytes())},
+                data={"model": "whisper-1", "response_format": "diarized_json"},
+            ),
+            400,
+            "VALIDATION_ERROR",
+        )
+        _error(
+            http.post("/audio/stt", content=b"garbage" * 100, headers={"content-type": "audio/wav"}),
+            400,
+            "VALIDATION_AUDIO_FORMAT",
+        )
 
 
 def test_sdk_raises_bad_request(client: openai.OpenAI) -> None:

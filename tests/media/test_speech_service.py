@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture()
 async def service() -> SpeechService:
     svc = SpeechService(
-        stt=FakeSTT("hello world"), tts=FakeTTS(), vad=None,
+        stt=FakeSTT("hello world"),
+        tts=FakeTTS(),
+        vad=None,
         limits=SpeechLimits(max_input_chars=20, response_formats=frozenset({"mp3", "wav", "pcm"})),
         settings=SpeechSettings(default_voice="v1", voice_aliases={"alloy": "v2"}),
     )
@@ -98,8 +100,10 @@ def test_bad_speech_config_names_file_key_reason(tmp_path: Path) -> None:
     with pytest.raises(StartupError) as exc:
         CozyServices(s).build()
     lines = exc.value.problems
-    assert any(line.endswith("stt.options.cpu_threads: Input should be a valid integer, unable to parse string as an "
-                             "integer") for line in lines), lines
+    assert any(
+        line.endswith("stt.options.cpu_threads: Input should be a valid integer, unable to parse string as an integer")
+        for line in lines
+    ), lines
     assert any("stt.options.colour: Extra inputs are not permitted" in line for line in lines), lines
     assert any("tts.provider: unknown tts provider 'nosuch'" in line for line in lines), lines
     assert all(line.startswith(str(cfg / "engines.yaml")) for line in lines)
@@ -123,6 +127,12 @@ def test_openapi_lists_the_speech_endpoints() -> None:
     from cozy_http.openapi import build_openapi
 
     paths = build_openapi("test")["paths"]
-    for path in ("/v1/audio/transcriptions", "/v1/audio/stt", "/v1/audio/stt/stream", "/v1/audio/speech",
-                 "/v1/audio/tts", "/v1/audio/tts/stream"):
+    for path in (
+        "/v1/audio/transcriptions",
+        "/v1/audio/stt",
+        "/v1/audio/stt/stream",
+        "/v1/audio/speech",
+        "/v1/audio/tts",
+        "/v1/audio/tts/stream",
+    ):
         assert path in paths

@@ -19,8 +19,11 @@ async def test_streams_one_chunk_per_sentence_resampled() -> None:
     engine = FakeTTS()
     synth = SpeechSynthesizer(engine, voice="v1", sample_rate=24000)
     chunks = [c async for c in synth.stream(TEXT)]
-    assert [c.text for c in chunks] == engine.texts == [
-        "Hello there.", "The weather is sunny today.", "Would you like to hear more?", "Goodbye."]
+    assert (
+        [c.text for c in chunks]
+        == engine.texts
+        == ["Hello there.", "The weather is sunny today.", "Would you like to hear more?", "Goodbye."]
+    )
     assert [c.index for c in chunks] == [0, 1, 2, 3]
     assert all(c.audio.sample_rate == 24000 for c in chunks)
     assert chunks[0].audio.duration_ms == pytest.approx(200.0, abs=1)  # 2 words x 100 ms

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
@@ -94,3 +96,37 @@ async def test_engine_feed_runs_on_light_lane(clips: list[Clip]) -> None:
     for i in range(0, len(x), 480):
         events += await stream.feed(x[i : i + 480])
     assert sum(isinstance(e, SpeechStopped) for e in events) == 2
+
+
+async def test_concurrent_streams_share_batched_model_calls(clips: list[Clip]) -> None:
+    """Many sessions' chunks run in a few batched calls, with the same events as one by one."""
+    from cozy_media.vad.batch import batcher_for
+
+    configure_pool(2)
+    model = load_silero(bundled_file(*SILERO_VAD))
+    x, _ = speech_track(clips)
+    expected = run(StreamingVAD(model, VadParams(silence_duration_ms=300)), x, 480)
+    frames = [(0, 480), (1, 640), (2, 320)]  # different frame sizes: one or two chunks per feed
+    streams = [StreamingVAD(model, VadParams(silence_duration_ms=300)) for _ in range(12)]
+
+    async def talk(i: int) -> list:
+        frame = frames[i % 3][1]
+        events = []
+        for pos in range(0, len(x), frame):
+            events += await streams[i].feed(x[pos : pos + frame])
+        return events
+
+    batcher = batcher_for(model)
+    before_batches, before_rows = batcher.batches, batcher.rows
+    results = await asyncio.gather(*(talk(i) for i in range(12)))
+    for got in results:
+        assert [type(e) for e in got] == [type(e) for e in expected]
+        for a, b in zip(got, expected, strict=True):  # onnx batch rows may differ in the last bits
+            assert {k: round(v, 0) for k, v in vars_of(a).items()} == {k: round(v, 0) for k, v in vars_of(b).items()}
+    batches, rows = batcher.batches - before_batches, batcher.rows - before_rows
+    assert rows >= 12 * (len(x) // 512) - 12
+    assert batches < rows / 4, (batches, rows)  # shared calls, not one per chunk
+
+
+def vars_of(event: object) -> dict[str, float]:
+    return {k: getattr(event, k) for k in event.__slots__}  # type: ignore[attr-defined]

@@ -66,4 +66,3 @@ def private_redis() -> Iterator[tuple[ManagedProcess, str]]:
         yield proc, f"redis://127.0.0.1:{port}/0"
     finally:
         proc.stop()
-

@@ -93,9 +93,11 @@ async def test_keys_jwts_and_refusals_are_audited(h: Harness) -> None:
         await h.auth.authenticate(None)
     with pytest.raises(AuthInvalid):
         await h.auth.authenticate("cozy-not-a-real-key")
-    forged = jwt.encode({"sub": user.id, "iss": "cozyengine", "iat": 1, "exp": int(time.time()) + 60},
-                        "another-secret-of-32-bytes-or-more!!",
-                        algorithm="HS256")
+    forged = jwt.encode(
+        {"sub": user.id, "iss": "cozyengine", "iat": 1, "exp": int(time.time()) + 60},
+        "another-secret-of-32-bytes-or-more!!",
+        algorithm="HS256",
+    )
     with pytest.raises(AuthInvalid):
         await h.auth.authenticate(forged)
     expired, _ = tokens.issue_jwt(user.id, "ann", "user", h.auth.secret, -10)

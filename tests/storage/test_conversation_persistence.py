@@ -66,7 +66,11 @@ async def test_completed_turn_stores_metadata(sup: Supervisor, store: PgSessionS
     user, assistant = await rows(store, db, "p1")
     assert (user.role, user.content, user.model, user.incomplete) == ("user", "hi", None, False)
     assert (assistant.content, assistant.model, assistant.prompt_tokens, assistant.completion_tokens) == (
-        "hello", "m", 7, 2)
+        "hello",
+        "m",
+        7,
+        2,
+    )
     assert assistant.latency_ms is not None and assistant.latency_ms >= 0 and not assistant.incomplete
 
 

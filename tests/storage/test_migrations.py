@@ -51,8 +51,14 @@ async def test_edited_migration_is_refused(pg_url: str) -> None:
         # a new migration on top is fine, and a failing one leaves no trace
         await migrate(conn, [first, Migration(2, "two", "CREATE TABLE t2 (id int)")])
         with pytest.raises(MigrationError, match="0003_bad failed"):
-            await migrate(conn, [first, Migration(2, "two", "CREATE TABLE t2 (id int)"),
-                                 Migration(3, "bad", "CREATE TABLE t3 (id int); SELECT nope")])
+            await migrate(
+                conn,
+                [
+                    first,
+                    Migration(2, "two", "CREATE TABLE t2 (id int)"),
+                    Migration(3, "bad", "CREATE TABLE t3 (id int); SELECT nope"),
+                ],
+            )
         assert await current_version(conn) == 2
         assert await conn.fetchval("SELECT to_regclass('t3')") is None
         with pytest.raises(MigrationError, match="newer CozyEngine"):

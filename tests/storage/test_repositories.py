@@ -101,8 +101,9 @@ async def test_messages_metadata_history_and_pages(db: Database) -> None:
         meta=MessageMeta(model="m1", prompt_tokens=10, completion_tokens=3, latency_ms=120),
     )
     await store.append("s2", "assistant", [{"role": "user", "content": [{"type": "text", "text": "q2"}]}])
-    await store.append("s2", "assistant", [{"role": "assistant", "content": "par"}],
-                       meta=MessageMeta(model="m1", incomplete=True))
+    await store.append(
+        "s2", "assistant", [{"role": "assistant", "content": "par"}], meta=MessageMeta(model="m1", incomplete=True)
+    )
     loaded = await store.load("s2", limit=3)
     assert loaded is not None and loaded.personality_id == "assistant"
     assert [m["role"] for m in loaded.messages] == ["assistant", "user", "assistant"]  # the last 3, in order

@@ -121,8 +121,9 @@ class ManagedProcess:
     def __enter__(self) -> ManagedProcess:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 
@@ -153,8 +154,9 @@ def start_process(
     return managed
 
 
-def wait_http_ok(url: str, timeout: float = 30, process: ManagedProcess | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+def wait_http_ok(
+    url: str, timeout: float = 30, process: ManagedProcess | None = None, headers: dict[str, str] | None = None
+) -> None:
     """Poll ``url`` until it answers 200; fail early (with its output) if ``process`` exits."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -163,8 +165,7 @@ def wait_http_ok(url: str, timeout: float = 30, process: ManagedProcess | None =
             time.sleep(0.2)  # let the reader collect the last lines
             out = process.output()
             process.stop()
-            raise ProcessStartError(f"{process.proc.args!r} exited with code {process.proc.returncode}. "
-                                    f"Output:\n{out}")
+            raise ProcessStartError(f"{process.proc.args!r} exited with code {process.proc.returncode}. Output:\n{out}")
         try:
             last = httpx.get(url, timeout=2, headers=headers)
             if last.status_code == 200:
@@ -207,8 +208,9 @@ class StubLLMServer:
         self.stop()
 
 
-def start_stub_llm(ttft_ms: float = 0, token_ms: float = 0, tokens: int | None = None,
-                   timeout: float = 30) -> StubLLMServer:
+def start_stub_llm(
+    ttft_ms: float = 0, token_ms: float = 0, tokens: int | None = None, timeout: float = 30
+) -> StubLLMServer:
     """Start the stub LLM on a free port and return its handle once it listens."""
     args = [sys.executable, "-m", "tests.support.stub_llm", "--port", "0"]
     if ttft_ms:

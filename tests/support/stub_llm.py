@@ -134,8 +134,7 @@ def _tool_summary(messages: list[dict[str, Any]]) -> str:
             break
         trailing.insert(0, msg)
     return "\n".join(
-        f"Tool {names.get(m.get('tool_call_id', ''), m.get('name') or 'unknown')} returned: "
-        f"{text_of(m.get('content'))}"
+        f"Tool {names.get(m.get('tool_call_id', ''), m.get('name') or 'unknown')} returned: {text_of(m.get('content'))}"
         for m in trailing
     )
 
@@ -303,11 +302,12 @@ class StubLLM:
             message["content"], completion = "".join(parts), len(parts)
         await asyncio.sleep(self.ttft + self.token * completion)
         body = {
-            "id": f"chatcmpl-{next(_ids)}", "object": "chat.completion", "created": int(time.time()),
+            "id": f"chatcmpl-{next(_ids)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
             "model": model,
             "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-            "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                      "total_tokens": prompt + completion},
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
         }
         return _json(orjson.dumps(body))
 
@@ -315,8 +315,12 @@ class StubLLM:
         """``chat.completion.chunk`` events, paced by --ttft-ms / --token-ms."""
         loop = asyncio.get_running_loop()
         start = loop.time()
-        head = {"id": f"chatcmpl-{next(_ids)}", "object": "chat.completion.chunk",
-                "created": int(time.time()), "model": model}
+        head = {
+            "id": f"chatcmpl-{next(_ids)}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
         # Byte templates instead of one dict per chunk: the stub is also the benchmark upstream.
         prefix = b"data: " + orjson.dumps({**head, "choices": [{"index": 0}]})[:-3] + b',"delta":'
         usage_null = b',"usage":null' if usage else b""
@@ -337,8 +341,12 @@ class StubLLM:
         deltas: list[dict[str, Any]] = []
         if plan.calls:
             for index, (name, args) in enumerate(plan.calls):
-                first = {"index": index, "id": f"call_{next(_ids)}", "type": "function",
-                         "function": {"name": name, "arguments": ""}}
+                first = {
+                    "index": index,
+                    "id": f"call_{next(_ids)}",
+                    "type": "function",
+                    "function": {"name": name, "arguments": ""},
+                }
                 deltas.append({"tool_calls": [first]})
                 for piece in fragments(args):
                     deltas.append({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
@@ -360,8 +368,7 @@ class StubLLM:
             return
         tail = event({}, finish)
         if usage:
-            counts = {"prompt_tokens": prompt, "completion_tokens": completion,
-                      "total_tokens": prompt + completion}
+            counts = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
             tail += b"data: " + orjson.dumps({**head, "choices": [], "usage": counts}) + b"\n\n"
         yield tail + b"data: [DONE]\n\n"
 
@@ -379,8 +386,15 @@ async def serve(host: str, port: int, stub: StubLLM) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     config = uvicorn.Config(
-        stub.app, http="httptools", access_log=False, log_level="warning", lifespan="off",
-        server_header=False, date_header=False, backlog=4096, timeout_keep_alive=120,
+        stub.app,
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        lifespan="off",
+        server_header=False,
+        date_header=False,
+        backlog=4096,
+        timeout_keep_alive=120,
         timeout_graceful_shutdown=2,
     )
     logging.getLogger("uvicorn.error").addFilter(_QuietAbort())
@@ -403,8 +417,9 @@ class _AnnouncingServer(uvicorn.Server):
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__, epilog=DIRECTIVES,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, epilog=DIRECTIVES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--ttft-ms", type=float, default=0.0, help="delay before the first chunk")

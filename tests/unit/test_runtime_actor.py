@@ -24,9 +24,7 @@ from cozy_actors.runtime import (
     SupervisorPolicy,
 )
 
-FAST = SupervisorPolicy(
-    backoff_initial_s=0.01, backoff_max_s=0.05, max_duration_s=None, idle_timeout_s=None
-)
+FAST = SupervisorPolicy(backoff_initial_s=0.01, backoff_max_s=0.05, max_duration_s=None, idle_timeout_s=None)
 
 
 def sample(name: str, **labels: str) -> float:
@@ -138,8 +136,12 @@ async def test_crash_restarts_with_state_reloaded_and_keeps_queued_messages(make
 async def test_restart_budget_spent_stops_with_crashed(make_sup) -> None:
     events: list[Any] = []
     policy = SupervisorPolicy(
-        max_restarts=2, restart_window_s=10, backoff_initial_s=0.01, backoff_max_s=0.02,
-        max_duration_s=None, idle_timeout_s=None,
+        max_restarts=2,
+        restart_window_s=10,
+        backoff_initial_s=0.01,
+        backoff_max_s=0.02,
+        max_duration_s=None,
+        idle_timeout_s=None,
     )
     sup = make_sup(policy)
     stops_before = sample("cozy_actor_stops_total", kind="test_counter", reason="crashed")

@@ -24,7 +24,10 @@ from cozy_actors.runtime import (
 
 def policy(**kw: Any) -> SupervisorPolicy:
     base: dict[str, Any] = {
-        "backoff_initial_s": 0.01, "backoff_max_s": 0.02, "max_duration_s": None, "idle_timeout_s": None
+        "backoff_initial_s": 0.01,
+        "backoff_max_s": 0.02,
+        "max_duration_s": None,
+        "idle_timeout_s": None,
     }
     return SupervisorPolicy(**(base | kw))
 
@@ -165,7 +168,11 @@ async def test_shutdown_drains_queued_messages_before_on_stop() -> None:
     assert await parked == "released" and await asked == "last"
     a_events = [e[1:] for e in log if e[0] == "a"]
     assert a_events == [
-        ("start",), ("handle", 0), ("handle", 1), ("handle", 2), ("handle", "last"),
+        ("start",),
+        ("handle", 0),
+        ("handle", 1),
+        ("handle", 2),
+        ("handle", "last"),
         ("stop", StopReason.SHUTDOWN),
     ]
     assert ("b", "stop", StopReason.SHUTDOWN) in log

@@ -38,8 +38,12 @@ def test_models_and_non_stream(client: openai.OpenAI) -> None:
 
 
 def test_stream_with_usage(client: openai.OpenAI, stub_llm: StubLLMServer) -> None:
-    kwargs = {"model": "stub-model", "messages": user("hi you"), "stream": True,
-              "stream_options": {"include_usage": True}}
+    kwargs = {
+        "model": "stub-model",
+        "messages": user("hi you"),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     chunks = list(client.chat.completions.create(**kwargs))
     assert "".join(c.choices[0].delta.content or "" for c in chunks[:-1]) == "Echo: hi you"
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -68,15 +72,15 @@ def test_parallel_tool_calls(client: openai.OpenAI) -> None:
     with client.chat.completions.stream(model="stub-model", messages=user(text), tools=TOOLS) as stream:
         calls = stream.get_final_completion().choices[0].message.tool_calls
     assert [(c.function.name, c.function.arguments) for c in calls] == [
-        ("get_weather", '{"city":"Oslo"}'), ("get_time", '{"tz":"UTC"}')]
+        ("get_weather", '{"city":"Oslo"}'),
+        ("get_time", '{"tz":"UTC"}'),
+    ]
     assert calls[0].id != calls[1].id
     reply = client.chat.completions.create(model="stub-model", messages=user(text), tools=TOOLS)
     assert len(reply.choices[0].message.tool_calls) == 2
 
 
-@pytest.mark.parametrize(
-    ("status", "error"), [(404, openai.NotFoundError), (500, openai.InternalServerError)]
-)
+@pytest.mark.parametrize(("status", "error"), [(404, openai.NotFoundError), (500, openai.InternalServerError)])
 def test_fail_status(client: openai.OpenAI, status: int, error: type[openai.APIStatusError]) -> None:
     with pytest.raises(error) as caught:
         client.chat.completions.create(model="stub-model", messages=user(f"FAIL {status}"))
@@ -103,17 +107,25 @@ def test_request_log(client: openai.OpenAI, stub_llm: StubLLMServer) -> None:
 
 def _after_tool(directive: str) -> dict:
     call = {"id": "call_7", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}
-    return {"tools": TOOLS, "messages": [*user(directive), {"role": "assistant", "content": None,
-            "tool_calls": [call]}, {"role": "tool", "tool_call_id": "call_7", "content": "noon"}]}
+    return {
+        "tools": TOOLS,
+        "messages": [
+            *user(directive),
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_7", "content": "noon"},
+        ],
+    }
 
 
-@pytest.mark.parametrize(("body", "text", "calls"), [
-    (_after_tool("CALL get_time {}"), "Tool get_time returned: noon", []),
-    (_after_tool("LOOP get_time {}"), "", [("get_time", "{}")]),
-    ({"tools": TOOLS, "tool_choice": "none", "messages": user("CALL get_time {}")},
-     "Echo: CALL get_time {}", []),
-    ({"messages": user("CALL not_offered {}")}, "Echo: CALL not_offered {}", []),
-])
+@pytest.mark.parametrize(
+    ("body", "text", "calls"),
+    [
+        (_after_tool("CALL get_time {}"), "Tool get_time returned: noon", []),
+        (_after_tool("LOOP get_time {}"), "", [("get_time", "{}")]),
+        ({"tools": TOOLS, "tool_choice": "none", "messages": user("CALL get_time {}")}, "Echo: CALL get_time {}", []),
+        ({"messages": user("CALL not_offered {}")}, "Echo: CALL not_offered {}", []),
+    ],
+)
 def test_plan_directives(body: dict, text: str, calls: list[tuple[str, str]]) -> None:
     plan = make_plan(body)
     assert (plan.text, plan.calls) == (text, calls)

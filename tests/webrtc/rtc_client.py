@@ -171,10 +171,13 @@ class Call:
         return response
 
     async def connected(self, timeout: float = 15) -> None:
+        """Connected on both ends: the data channel opens only once the server's DTLS/SCTP is up too,
+        so a call closed right after this is seen closing by the server (not by a 30 s timeout)."""
         state = asyncio.Event()
         self.pc.on("connectionstatechange", state.set)
+        self.channel.on("open", state.set)
         async with asyncio.timeout(timeout):
-            while self.pc.connectionState != "connected":
+            while self.pc.connectionState != "connected" or self.channel.readyState != "open":
                 state.clear()
                 await state.wait()
 

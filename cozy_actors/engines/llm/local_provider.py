@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from cozy_core.engines import EngineError, EngineOptions, Health
+from cozy_core.engines import EngineError, EngineOptions, Health, blank_to_none
 from cozy_media.workers import get_pool
 
 from .base import LLMEngine, LLMEvent, LLMFinish, LLMRequest, LLMTextDelta, LLMUsage
@@ -50,7 +50,7 @@ class LocalOptions(EngineOptions):
     @field_validator("model_path", mode="before")
     @classmethod
     def _blank(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
+        return blank_to_none(value)
 
 
 def _load(path: str, n_ctx: int, n_threads: int) -> Any:

@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 from pydantic import Field, SecretStr, field_validator
 
-from cozy_core.engines import EngineError, EngineOptions, EngineTimeout, Health
+from cozy_core.engines import EngineError, EngineOptions, EngineTimeout, Health, blank_to_none
 
 from .base import LLMEngine, LLMEvent, LLMFinish, LLMRequest, LLMTextDelta, LLMToolCallDelta, LLMUsage
 
@@ -36,7 +36,7 @@ class OpenAIOptions(EngineOptions):
     @field_validator("api_key", "organization", mode="before")
     @classmethod
     def _blank(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
+        return blank_to_none(value)
 
 
 class OpenAILLM(LLMEngine):

@@ -1,0 +1,103 @@
+"""Cluster notices over Redis pub/sub: "personalities reloaded", "tools refreshed".
+
+Why: several stateless nodes behind a load balancer share PostgreSQL and Redis (DESIGN, Storage);
+an admin's reload reaches one of them, and every node must then serve the same personalities and
+tools. A node publishes what it did; the others do the same on receipt. Without Redis there is
+one node and nothing to tell. Pub/sub loses messages while a node is disconnected, so a node that
+(re)subscribes runs every handler once to catch up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from redis.exceptions import RedisError
+
+from .link import RedisDown, RedisLink
+
+log = logging.getLogger("cozy.broadcast")
+
+# A handler gets the notice's data, or None after a (re)subscription: "you may have missed some".
+Handler = Callable[[dict[str, Any] | None], Awaitable[Any]]
+
+
+class Broadcaster:
+    def __init__(self, link: RedisLink | None, *, node_id: str | None = None) -> None:
+        self.link = link
+        self.node_id = node_id or uuid.uuid4().hex[:12]
+        self.channel = link.key("broadcast") if link is not None else ""
+        self._handlers: dict[str, Handler] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.received = 0  # notices from other nodes acted on (tests, metrics)
+
+    def on(self, action: str, handler: Handler) -> None:
+        """Run `handler(data)` when another node announces `action`."""
+        self._handlers[action] = handler
+
+    async def publish(self, action: str, data: dict[str, Any] | None = None) -> None:
+        """Tell the other nodes; a Redis outage only logs (this node already did the work)."""
+        if self.link is None:
+            return
+        message = orjson.dumps({"action": action, "origin": self.node_id, "data": data or {}})
+        try:
+            await self.link.call("broadcast", lambda r: r.publish(self.channel, message))
+        except RedisDown as exc:
+            log.warning("could not tell other nodes about %s: %s", action, exc)
+
+    async def start(self) -> None:
+        if self.link is not None and self._task is None:
+            self._task = asyncio.create_task(self._listen(), name="cozy-broadcast")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+            self._task = None
+
+    async def _listen(self) -> None:
+        assert self.link is not None
+        first = True
+        while True:
+            client = self.link.subscriber_client()
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                if not first:  # notices sent while we were away are lost: catch up once
+                    for action in list(self._handlers):
+                        await self._run(action, None)
+                first = False
+                while True:
+                    message = await pubsub.get_message(timeout=5.0)
+                    if message is not None:
+                        await self._dispatch(message.get("data"))
+            except (RedisError, OSError, TimeoutError) as exc:
+                self.link.failed("broadcast", exc)
+                await asyncio.sleep(self.link.retry_s)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                    await client.aclose()
+
+    async def _dispatch(self, data: Any) -> None:
+        try:
+            notice = orjson.loads(data)
+            action, origin, data = notice["action"], notice["origin"], dict(notice.get("data") or {})
+        except (orjson.JSONDecodeError, TypeError, KeyError, ValueError):
+            log.warning("ignored a malformed broadcast: %r", data)
+            return
+        if origin != self.node_id and action in self._handlers:
+            await self._run(action, data)
+
+    async def _run(self, action: str, data: dict[str, Any] | None) -> None:
+        try:
+            await self._handlers[action](data)
+            self.received += 1
+        except Exception:
+            log.exception("broadcast handler for %s failed", action)
