@@ -40,6 +40,7 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
+import orjson  # noqa: E402
 import websockets  # noqa: E402
 import yaml  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
@@ -82,10 +83,21 @@ def config_dir(engines: str, stub_url: str, tmp: Path) -> Path:
     return target
 
 
+def append_messages(clip: bytes, frame_ms: int) -> tuple[str, list[str]]:
+    """The `input_audio_buffer.append` messages of one silent frame and of the clip, encoded once
+    for every session: the load generator shares the server's two cores, so it must stay light."""
+    frame = 48 * frame_ms  # bytes of PCM16 24 kHz
+
+    def message(piece: bytes) -> str:
+        return orjson.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(piece).decode()}).decode()
+
+    return message(b"\0" * frame), [message(clip[i : i + frame]) for i in range(0, len(clip), frame)]
+
+
 class Session:
-    def __init__(self, url: str, clip: bytes, frame_ms: int, turns: int, silence_ms: int) -> None:
-        self.url, self.clip, self.turns = url, clip, turns
-        self.frame = 48 * frame_ms  # bytes of PCM16 24 kHz
+    def __init__(self, url: str, clip: tuple[str, list[str]], frame_ms: int, turns: int, silence_ms: int) -> None:
+        self.url, self.turns = url, turns
+        self.silence, self.clip = clip
         self.frame_s = frame_ms / 1000
         self.silence_ms = silence_ms
         self.results: list[dict[str, Any]] = []
@@ -119,23 +131,20 @@ class Session:
 
     async def _read(self) -> None:
         async for raw in self.ws:
-            self.events.put_nowait((time.perf_counter(), json.loads(raw)))
+            self.events.put_nowait((time.perf_counter(), orjson.loads(raw)))
 
     async def _microphone(self) -> None:
         """A live microphone: silence, or the clip when `self.speak` is set; paced by the clock."""
-        silence = b"\0" * self.frame
         next_at = time.perf_counter()
         while True:
-            data = [silence]
+            data = [self.silence]
             if self.speak.is_set():
-                data = [self.clip[i : i + self.frame] for i in range(0, len(self.clip), self.frame)]
+                data = self.clip
                 self.speak.clear()
-            for i, piece in enumerate(data):
+            for i, message in enumerate(data):
                 if len(data) > 1 and i == 0:
                     self.onset = time.perf_counter()
-                await self.ws.send(
-                    json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(piece).decode()})
-                )
+                await self.ws.send(message)
                 next_at += self.frame_s
                 await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
             if len(data) > 1:
@@ -262,6 +271,12 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process `pid`."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _children(pid: int) -> list[str]:
     try:
         return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
@@ -270,7 +285,8 @@ def _children(pid: int) -> list[str]:
 
 
 async def drive(url: str, clip: bytes, args: argparse.Namespace) -> list[Session]:
-    sessions = [Session(url, clip, args.frame_ms, args.turns, args.silence_ms) for _ in range(args.sessions)]
+    messages = append_messages(clip, args.frame_ms)
+    sessions = [Session(url, messages, args.frame_ms, args.turns, args.silence_ms) for _ in range(args.sessions)]
     tasks = []
     for s in sessions:  # stagger starts so turns do not all line up
         tasks.append(asyncio.create_task(s.run()))
@@ -286,17 +302,21 @@ async def drive(url: str, clip: bytes, args: argparse.Namespace) -> list[Session
 def summarize(sessions: list[Session]) -> dict[str, Any]:
     rs = [r for s in sessions for r in s.results]
 
-    def col(key: str, barge: bool | None = None) -> list[float]:
-        return [r[key] for r in rs if r.get(key) is not None and (barge is None or r["barge"] == barge)]
-
-    out: dict[str, Any] = {"turns": len(rs), "replies_lost": sum(s.lost for s in sessions)}
-    for key in (
-        "eos_to_first_audio_ms",
-        "stopped_to_first_audio_ms",
-        "onset_to_last_audio_ms",
-        "started_to_last_audio_ms",
+    # A barge-in counts only when it cut the reply (`cancelled`): one that began after the reply's
+    # last audio had already gone out measures nothing.
+    cut = [r for r in rs if r["barge"] and r.get("status") == "cancelled"]
+    out: dict[str, Any] = {
+        "turns": len(rs),
+        "replies_lost": sum(s.lost for s in sessions),
+        "barge_ins_after_reply_ended": sum(1 for r in rs if r["barge"] and r.get("status") != "cancelled"),
+    }
+    for key, rows in (
+        ("eos_to_first_audio_ms", rs),
+        ("stopped_to_first_audio_ms", rs),
+        ("onset_to_last_audio_ms", cut),
+        ("started_to_last_audio_ms", cut),
     ):
-        values = col(key)
+        values = [r[key] for r in rows if r.get(key) is not None]
         out[key] = {"p50": pct(values, 50), "p95": pct(values, 95), "n": len(values)}
     return out
 
@@ -352,9 +372,11 @@ def main(argv: list[str] | None = None) -> int:
         lag0 = scrape_lag(root)
         vad0 = scrape_vad_batches(root)
         stages0 = scrape_stage_means(root)
+        cpu0 = cpu_s(server.pid), cpu_s(stub.process.pid), time.process_time()
         started = time.perf_counter()
         sessions = asyncio.run(drive(f"ws://127.0.0.1:{port}/v1/realtime?model=stub-model", clip, args))
         elapsed = time.perf_counter() - started
+        cpu1 = cpu_s(server.pid), cpu_s(stub.process.pid), time.process_time()
         rss1 = rss_mb(server.pid)
         summary = summarize(sessions)
         vad1 = scrape_vad_batches(root)
@@ -371,6 +393,11 @@ def main(argv: list[str] | None = None) -> int:
             rss_mb_before=round(rss0, 1),
             rss_mb_after=round(rss1, 1),
             rss_mb_per_session=round((rss1 - rss0) / max(1, args.sessions), 2),
+            # cores busy on average over the run: the server alone, and the load (client + stubs)
+            cpu_cores={
+                name: round((b - a) / elapsed, 2)
+                for name, a, b in zip(("server", "stub", "client"), cpu0, cpu1, strict=True)
+            },
             vad_chunks_per_model_call=round((vad1[0] - vad0[0]) / calls, 1) if calls else None,
             server_stage_mean_ms={
                 k: round((v[0] - stages0.get(k, (0.0, 0.0))[0]) / n * 1000, 1)
