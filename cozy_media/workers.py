@@ -10,7 +10,9 @@ do not push each other's answers back.
 
 Two lanes: `run` for real inference (Whisper, piper, LLM: tens to hundreds of ms per job) and
 `run_light` for sub-millisecond jobs (Silero VAD over a few 32 ms chunks). The light lane has its
-own thread so a session's VAD, which decides barge-in, never waits behind a Whisper decode.
+own thread so a session's VAD, which decides barge-in, never waits behind a Whisper decode, and
+a plain SimpleQueue hand-off: ~45 µs of CPU a round trip instead of run_in_executor's ~100 µs,
+which at 100 calls (~700 VAD batches a second) is 4% of a core.
 
 Inference threads run at a lower CPU priority (nice +5 on Linux, `COZY_INFERENCE_NICENESS`; the
 threads CTranslate2 and onnxruntime start from them inherit it): when the cores are saturated,
@@ -27,10 +29,10 @@ import contextvars
 import heapq
 import itertools
 import os
+import queue
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from prometheus_client import Gauge
@@ -77,7 +79,8 @@ class InferencePool:
         ]
         for thread in self._threads:
             thread.start()
-        self._light = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cozy-light")
+        self._light: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        threading.Thread(target=self._light_work, name="cozy-light", daemon=True).start()
 
     @property
     def pending(self) -> int:
@@ -126,7 +129,24 @@ class InferencePool:
 
     async def run_light(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a job that takes well under a millisecond (VAD) on the light lane."""
-        return await asyncio.get_running_loop().run_in_executor(self._light, fn, *args)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if self._closed:
+            raise RuntimeError("the inference pool is shut down")
+        self._light.put((fn, args, future, loop))
+        return await future
+
+    def _light_work(self) -> None:
+        while (job := self._light.get()) is not None:
+            fn, args, future, loop = job
+            if future.cancelled():
+                continue
+            try:
+                result, error = fn(*args), None
+            except BaseException as exc:  # handed to the awaiting task
+                result, error = None, exc
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to tell
+                loop.call_soon_threadsafe(_settle, future, result, error)
 
     def shutdown(self) -> None:
         with self._cv:
@@ -137,7 +157,11 @@ class InferencePool:
             self._pending -= len(self._heap)
             self._heap.clear()
             self._cv.notify_all()
-        self._light.shutdown(wait=False, cancel_futures=True)
+        with contextlib.suppress(queue.Empty):
+            while (job := self._light.get_nowait()) is not None:
+                with contextlib.suppress(RuntimeError):
+                    job[3].call_soon_threadsafe(job[2].cancel)
+        self._light.put(None)  # the light thread ends after the job it is running
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

@@ -52,6 +52,11 @@ async def test_errors_reach_the_caller_and_shutdown_refuses_new_jobs() -> None:
     with pytest.raises(ValueError, match="model failed"):
         await pool.run(boom)
     assert await pool.run(sum, [1, 2, 3]) == 6
+    with pytest.raises(ValueError, match="model failed"):  # the light lane too
+        await pool.run_light(boom)
+    assert await pool.run_light(sum, [4, 5]) == 9
     pool.shutdown()
     with pytest.raises(RuntimeError):
         await pool.run(sum, [1])
+    with pytest.raises(RuntimeError):
+        await pool.run_light(sum, [1])
