@@ -212,8 +212,10 @@ class SpeechService:
         prompt: str | None = None,
         vad: VadParams | None = None,
         use_vad: bool = True,
+        likely_finals: bool = False,
     ) -> TranscriptionSession:
-        """A live transcription session (VAD-segmented unless `use_vad` is False).
+        """A live transcription session (VAD-segmented unless `use_vad` is False; `likely_finals`:
+        also `UtteranceLikely` events at pauses).
 
         Synchronous so an actor can rebuild its pipeline in place; await `loaded()` once before
         (while models load this raises ENGINE_UNAVAILABLE).
@@ -233,7 +235,7 @@ class SpeechService:
             partial_interval_ms=s.partial_interval_ms if getattr(self.stt, "partials", True) else math.inf,
             max_utterance_s=s.max_utterance_s,
         )
-        return TranscriptionSession(transcriber, detector)
+        return TranscriptionSession(transcriber, detector, likely_finals=likely_finals)
 
     # --- text to speech -----------------------------------------------------------------------
     def voices(self) -> list[str]:

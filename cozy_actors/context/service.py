@@ -5,6 +5,10 @@ Each engine runs under its own timeout; a late or failing one gives nothing and 
 `cozy_context_degraded_total`. So personalization can make a turn richer, never slower than its
 slowest allowed engine, and never failed. After the turn, memory/profile learn from it through the
 background queue (async mode) or a detached task (sync mode) — never before the reply is out.
+
+Voice turns prefetch: when the VAD hears the user pause, the speculative final transcript is
+decoded at once, and `prefetch()` starts fetching its context while the silence window runs; the
+turn that starts at end of speech with the same words takes that fetch instead of starting one.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from .budget import Assembled, assemble
 
 log = logging.getLogger("cozy.context")
 UPDATE_TOPIC = "context.update"
+PREFETCH_TTL_S = 10.0  # a prefetch nobody took by then is dropped (the user went on talking)
+PREFETCH_MAX = 1024  # prefetches held at once, across all sessions
 
 
 @dataclass
@@ -60,6 +66,7 @@ class ContextService:
         }
         self.queue = queue
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._prefetched: dict[ContextQuery, tuple[float, asyncio.Task[tuple[list[ContextItem], list[str]]]]] = {}
         if queue is not None:
             queue.register(UPDATE_TOPIC, self.apply_updates)
 
@@ -68,8 +75,36 @@ class ContextService:
         mem = personality.memory
         return bool(self.config.enabled and use_personalization and mem.enabled and mem.use_personalization)
 
+    def query(self, text: str, user_id: str | None, personality_id: str = "") -> ContextQuery:
+        return ContextQuery(
+            user_id=user_id,
+            text=text,
+            personality_id=personality_id,
+            datasets=tuple(self.config.datasets),
+            limit=self.config.max_items,
+        )
+
+    def prefetch(self, *, text: str, user_id: str | None, personality_id: str = "") -> None:
+        """Start fetching the context of `text` now; a turn asking for the same words soon takes it."""
+        query = self.query(text, user_id, personality_id)
+        if not text or query in self._prefetched:
+            return
+        now = time.monotonic()
+        for key, (at, task) in list(self._prefetched.items()):  # oldest first (insertion order)
+            if now - at <= PREFETCH_TTL_S and len(self._prefetched) < PREFETCH_MAX:
+                break
+            del self._prefetched[key]
+            task.cancel()
+        self._prefetched[query] = (now, asyncio.get_running_loop().create_task(self._fetch_now(query)))
+
     async def fetch(self, query: ContextQuery) -> tuple[list[ContextItem], list[str]]:
         """All engines at once, each within its timeout; returns the items and the degrade reasons."""
+        hit = self._prefetched.pop(query, None)
+        if hit is not None and time.monotonic() - hit[0] <= PREFETCH_TTL_S:
+            return await asyncio.shield(hit[1])  # a cancelled turn leaves the fetch to finish alone
+        return await self._fetch_now(query)
+
+    async def _fetch_now(self, query: ContextQuery) -> tuple[list[ContextItem], list[str]]:
         names = [n for n in self.engines if n == "knowledge" or query.user_id]
         results = await asyncio.gather(*(self._one(n, query) for n in names))
         items: list[ContextItem] = []
@@ -109,13 +144,7 @@ class ContextService:
     ) -> Prepared:
         """The turn's prompt with context, within `max_prompt_tokens`, and why it is degraded."""
         started = time.perf_counter()
-        query = ContextQuery(
-            user_id=user_id,
-            text=last_user_text(new) or last_user_text(history),
-            personality_id=personality_id,
-            datasets=tuple(self.config.datasets),
-            limit=self.config.max_items,
-        )
+        query = self.query(last_user_text(new) or last_user_text(history), user_id, personality_id)
         items, reasons = await self.fetch(query) if query.text else ([], [])
         done = assemble(system, history, new, items, self.config.max_prompt_tokens)
         labelled(TURN_STAGE, "context").observe(time.perf_counter() - started)

@@ -70,6 +70,7 @@ class InputAudio:
             prompt=(tr.prompt if tr else None),
             vad=params,
             use_vad=td is not None,
+            likely_finals=td is not None,  # the context prefetch at pauses (VoiceTurns)
         )
         self._pump = asyncio.get_running_loop().create_task(self._run_pump(self._stream, self.generation))
 

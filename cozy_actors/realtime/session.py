@@ -261,6 +261,13 @@ class RealtimeSession:
         )
         self.start_response(cfg, conversation=opts.get("conversation", "auto") != "none", metadata=opts.get("metadata"))
 
+    def prefetch_context(self, text: str) -> None:
+        """The user paused after `text`: fetch its context during the silence window, so the
+        response that end of speech starts finds it ready (ContextService.prefetch)."""
+        ctx, r, td = self.deps.context, self.resolved, self.config.audio.input.turn_detection
+        if ctx is not None and td is not None and td.create_response and ctx.applies(r.personality):
+            ctx.prefetch(text=text, user_id=self.memo.get("user_id"), personality_id=r.personality.id)
+
     def start_response(
         self, cfg: SessionConfig, *, conversation: bool = True, metadata: dict[str, Any] | None = None
     ) -> ResponseRun:

@@ -15,6 +15,7 @@ from cozy_actors.observability.metrics import INTERRUPT_LATENCY
 from cozy_media.stt.session import (
     TranscriptionError,
     UtteranceFinal,
+    UtteranceLikely,
     UtterancePartial,
     UtteranceStarted,
     UtteranceStopped,
@@ -87,6 +88,9 @@ class VoiceTurns:
                 self._pending_finals += 1
         elif isinstance(ev, UtteranceFinal):
             self._final(ev.utterance, ev.transcript.text.strip(), ev.transcript.duration)
+        elif isinstance(ev, UtteranceLikely):
+            if self.input.vad and ev.utterance in self._by_utterance:
+                self.s.prefetch_context(ev.text)
         elif isinstance(ev, TranscriptionError):
             item_id = self._item_for(ev.utterance, final=True)
             if item_id is not None:

@@ -4,7 +4,8 @@ conversation actor can own one the same way.
 
 Audio in: int16 16 kHz mono, any frame size, in order. Events out (`next_event()`), all carrying
 the utterance number: `UtteranceStarted`, `UtterancePartial`, `UtteranceStopped`,
-`UtteranceFinal`, `TranscriptionError`. Without VAD the stream is one utterance until `commit()`.
+`UtteranceFinal`, `TranscriptionError` (and `UtteranceLikely` when asked for). Without VAD the
+stream is one utterance until `commit()`.
 
 Bounded: a ring of recent audio for the prefix padding (2 s), the transcriber's capped buffer
 (an utterance longer than `max_utterance_s` is finalized and a new one begins), at most one
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -64,13 +66,27 @@ class TranscriptionError:
     message: str
 
 
-SessionEvent = UtteranceStarted | UtterancePartial | UtteranceStopped | UtteranceFinal | TranscriptionError
+@dataclass(frozen=True, slots=True)
+class UtteranceLikely:
+    """The words so far, decoded speculatively when the speaker paused: if the pause becomes the
+    end of speech, the final is this very decode. Lets a caller start work before the final."""
+
+    utterance: int
+    text: str
+
+
+SessionEvent = (
+    UtteranceStarted | UtterancePartial | UtteranceStopped | UtteranceFinal | TranscriptionError | UtteranceLikely
+)
 
 
 class TranscriptionSession:
-    def __init__(self, transcriber: StreamingTranscriber, vad: StreamingVAD | None = None) -> None:
+    def __init__(
+        self, transcriber: StreamingTranscriber, vad: StreamingVAD | None = None, *, likely_finals: bool = False
+    ) -> None:
         self.transcriber = transcriber
         self.vad = vad
+        self.likely_finals = likely_finals  # emit UtteranceLikely at each pause
         self._events: asyncio.Queue[SessionEvent | None] = asyncio.Queue()
         self._ring = np.zeros(_RING_SAMPLES, dtype=np.int16)  # circular: `_ring_at` is the next write
         self._ring_at = 0
@@ -110,7 +126,9 @@ class TranscriptionSession:
                 if isinstance(event, SpeechStarted) and not self._active:
                     self._begin(int(event.audio_start_ms * SAMPLE_RATE / 1000))
                 elif isinstance(event, SpeechPaused) and self._active:
-                    self.transcriber.prefinalize()
+                    spec = self.transcriber.prefinalize()
+                    if spec is not None and self.likely_finals:
+                        spec.add_done_callback(functools.partial(self._likely, self._utterance))
                 elif isinstance(event, SpeechStopped) and self._active:
                     self._end(int(event.audio_end_ms * SAMPLE_RATE / 1000))
         if self._active and self.transcriber.full:
@@ -139,6 +157,12 @@ class TranscriptionSession:
         if start + n <= _RING_SAMPLES:
             return self._ring[start : start + n]
         return np.concatenate((self._ring[start:], self._ring[: self._ring_at]))
+
+    def _likely(self, utterance: int, spec: asyncio.Task[Transcript]) -> None:
+        if spec.cancelled() or spec.exception() is not None or utterance != self._utterance or not self._active:
+            return  # superseded, failed, or the final is already on its way
+        if text := spec.result().text.strip():
+            self._events.put_nowait(UtteranceLikely(utterance, text))
 
     def _append(self, samples: np.ndarray) -> None:
         self.transcriber.append(samples)

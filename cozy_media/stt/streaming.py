@@ -149,15 +149,17 @@ class StreamingTranscriber:
         return " ".join(self._stable)
 
     # --- final --------------------------------------------------------------------------------
-    def prefinalize(self) -> None:
-        """Start decoding the utterance as it is now, speculatively, in the background."""
+    def prefinalize(self) -> asyncio.Task[Transcript] | None:
+        """Start decoding the utterance as it is now, speculatively, in the background; returns
+        the new decode (None when there is nothing new to decode)."""
         if self._n == 0:
-            return
+            return None
         if self._spec is not None and self._spec[0] == self._generation and self._spec[1] == self._n:
-            return
+            return None
         self._drop_spec()
         task = asyncio.get_running_loop().create_task(self._decode_final(self._snapshot()))
         self._spec = (self._generation, self._n, task)
+        return task
 
     def finalize(self, end_ms: float | None = None) -> asyncio.Task[Transcript]:
         """End the utterance now and return a task that resolves to its final transcript.

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+
+import pytest
 
 from cozy_actors.config.models import ContextConfig
 from cozy_actors.context import ContextService, TurnRecord
@@ -74,3 +77,33 @@ async def test_sync_mode_updates_after_turn() -> None:
     await svc.after_turn(TurnRecord("u1", "a", [{"role": "user", "content": "my name is Ada"}]))
     await svc.close()
     assert [r.user_id for r in memory.updates] == ["u1"]
+
+
+async def test_prefetch_is_taken_by_the_turn_with_the_same_words() -> None:
+    """Voice: the fetch starts at the user's pause; the turn at end of speech waits only for the rest."""
+    knowledge = FakeKnowledge(["Tea is a drink."], delay=0.2)
+    svc = service(knowledge=knowledge)
+    svc.prefetch(text="what do you know about tea?", user_id=None)
+    await asyncio.sleep(0.15)  # the silence window
+    started = time.perf_counter()
+    got = await svc.prepare(system="S", history=[], new=NEW, user_id=None)
+    assert time.perf_counter() - started < 0.12  # the 0.05 s left of the prefetch, not 0.2 s anew
+    assert "Tea is a drink." in got.messages[0]["content"]
+    assert len(knowledge.queries) == 1
+    await svc.prepare(system="S", history=[], new=NEW, user_id=None)  # taken once: a later turn fetches
+    assert len(knowledge.queries) == 2
+
+
+async def test_prefetch_of_other_words_or_too_old_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cozy_actors.context.service as service_mod
+
+    knowledge = FakeKnowledge(["Tea is a drink."])
+    svc = service(knowledge=knowledge)
+    svc.prefetch(text="what do you know about", user_id=None)  # the user went on talking
+    await svc.prepare(system="S", history=[], new=NEW, user_id=None)
+    assert sorted(q.text for q in knowledge.queries) == ["what do you know about", NEW[0]["content"]]
+    monkeypatch.setattr(service_mod, "PREFETCH_TTL_S", 0.0)
+    svc.prefetch(text=NEW[0]["content"], user_id=None)
+    await asyncio.sleep(0.01)
+    await svc.prepare(system="S", history=[], new=NEW, user_id=None)
+    assert len(knowledge.queries) == 4  # expired: fetched again

@@ -11,6 +11,7 @@ from cozy_media.bundled import SILERO_VAD, bundled_file
 from cozy_media.stt.session import (
     TranscriptionSession,
     UtteranceFinal,
+    UtteranceLikely,
     UtterancePartial,
     UtteranceStarted,
     UtteranceStopped,
@@ -139,3 +140,27 @@ async def test_session_with_vad_segments_utterances(clips: list[Clip]) -> None:
     for final in finals:
         assert final.transcript.text and final.audio_end_ms > final.audio_start_ms
     assert any(isinstance(e, UtterancePartial) for e in events)
+    assert not any(isinstance(e, UtteranceLikely) for e in events)  # only when asked for
+
+
+async def test_likely_final_comes_at_the_pause_before_end_of_speech(clips: list[Clip]) -> None:
+    """With `likely_finals`, the speculative decode started at the pause is announced as soon as it
+    is done, inside the silence window: before `UtteranceStopped`, with the final's very words."""
+    vad = StreamingVAD(load_silero(bundled_file(*SILERO_VAD)), VadParams(silence_duration_ms=400))
+    session = TranscriptionSession(StreamingTranscriber(FakeSTT(TEXT, delay=0.02)), vad, likely_finals=True)
+    reader = asyncio.create_task(collect(session))
+    silence = np.zeros(12000, dtype=np.int16)
+    track = np.concatenate([silence, clips[0].at(16000), silence, clips[1].at(16000), silence])
+    for i in range(0, len(track), 640):
+        await session.feed(track[i : i + 640])
+        await asyncio.sleep(0.004)  # 10× real time: the 400 ms window lasts ~40 ms, the decode 20
+    await session.finish()
+    events = await reader
+    for utterance in (1, 2):
+        mine = [e for e in events if e.utterance == utterance]
+        kinds = [type(e).__name__ for e in mine]
+        assert "UtteranceLikely" in kinds, kinds
+        last_likely = max(i for i, k in enumerate(kinds) if k == "UtteranceLikely")
+        assert last_likely < kinds.index("UtteranceStopped"), kinds
+        final = next(e for e in mine if isinstance(e, UtteranceFinal))
+        assert mine[last_likely].text == final.transcript.text  # the same decode, reused
