@@ -32,7 +32,7 @@ import httptools  # noqa: E402
 import httpx  # noqa: E402
 import orjson  # noqa: E402
 
-from tests.support.procs import ManagedProcess, free_port, start_process, start_stub_llm, wait_http_ok  # noqa: E402
+from tests.support.procs import ManagedProcess, start_cozy_serve, start_stub_llm  # noqa: E402
 
 TARGETS = {"overhead_p50_ms": 5.0, "overhead_p99_ms": 20.0, "cozy_rps": 300.0}
 
@@ -282,7 +282,6 @@ def start_cozy(
     answers 200 (models loaded: loading them would skew the figures).
     Its database: DATABASE_URL if set, else an embedded PostgreSQL under `data_dir` (a fresh temp
     folder, so runs never share state). The rate limit is lifted: this measures latency, not policy."""
-    port = free_port()
     venv_python = ROOT / ".venv" / "bin" / "python"
     python = str(venv_python) if venv_python.exists() else sys.executable
     env = {
@@ -295,20 +294,7 @@ def start_cozy(
         **({"COZY_DATA_DIR": data_dir} if data_dir and not os.environ.get("DATABASE_URL") else {}),
         **({"COZY_BOOTSTRAP_ADMIN_KEY": api_key} if api_key else {}),
     }
-    args = [
-        python,
-        "-m",
-        "cozy_http.cli",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        *(["--config", str(config_dir)] if config_dir else []),
-    ]
-    proc = start_process(args, None, env=env)
-    wait_http_ok(f"http://127.0.0.1:{port}/ready", timeout=180, process=proc)
-    return proc, f"http://127.0.0.1:{port}"
+    return start_cozy_serve(env, config_dir=config_dir, python=python)
 
 
 def personalization_config(data_dir: Path, delays_ms: list[float]) -> Path:

@@ -45,7 +45,7 @@ import websockets  # noqa: E402
 import yaml  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from tests.support.procs import free_port, start_process, start_stub_llm, wait_http_ok  # noqa: E402
+from tests.support.procs import start_cozy_serve, start_stub_llm  # noqa: E402
 
 KEY = "cozy-bench-realtime-key-0123456789abcdef"
 PHRASE = "What time is it in Paris right now?"
@@ -339,7 +339,6 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     try:
         cfg = config_dir(args.engines, stub.base_url, tmp)
-        port = free_port()
         env = {
             "COZY_LLM_BASE_URL": stub.base_url,
             "COZY_LLM_MODEL": "stub-model",
@@ -350,31 +349,14 @@ def main(argv: list[str] | None = None) -> int:
             "COZY_RATE_LIMIT_RPM": "1000000",
             "COZY_RATE_LIMIT_BURST": "100000",
         }
-        server = start_process(
-            [
-                sys.executable,
-                "-m",
-                "cozy_http.cli",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--config",
-                str(cfg),
-            ],
-            None,
-            env=env,
-        )
-        root = f"http://127.0.0.1:{port}"
-        wait_http_ok(f"{root}/ready", timeout=120, process=server)
+        server, root = start_cozy_serve(env, config_dir=cfg, timeout=120)
         rss0 = rss_mb(server.pid)
         lag0 = scrape_lag(root)
         vad0 = scrape_vad_batches(root)
         stages0 = scrape_stage_means(root)
         cpu0 = cpu_s(server.pid), cpu_s(stub.process.pid), time.process_time()
         started = time.perf_counter()
-        sessions = asyncio.run(drive(f"ws://127.0.0.1:{port}/v1/realtime?model=stub-model", clip, args))
+        sessions = asyncio.run(drive(root.replace("http", "ws", 1) + "/v1/realtime?model=stub-model", clip, args))
         elapsed = time.perf_counter() - started
         cpu1 = cpu_s(server.pid), cpu_s(stub.process.pid), time.process_time()
         rss1 = rss_mb(server.pid)

@@ -15,14 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a plain script
 
-from tests.support.procs import ManagedProcess, free_port, start_process, wait_http_ok  # noqa: E402
+from tests.support.procs import ManagedProcess, start_cozy_serve  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
 
 def start_server(extra_env: dict[str, str] | None = None) -> tuple[ManagedProcess, str]:
     """`cozy serve` on a free port with the bundled speech models; returns (process, root URL)."""
-    port = free_port()
     env = {
         "COZY_AUTH_ENABLED": "false",
         "COZY_LLM_BASE_URL": "http://127.0.0.1:9/v1",  # no LLM is loaded: speech only
@@ -32,22 +31,7 @@ def start_server(extra_env: dict[str, str] | None = None) -> tuple[ManagedProces
         "COZY_DATA_DIR": str(ROOT / ".cozy-data" / "bench"),
         **(extra_env or {}),
     }
-    args = [
-        sys.executable,
-        "-m",
-        "cozy_http.cli",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--config",
-        str(ROOT / "config"),
-    ]
-    process = start_process(args, None, env=env)
-    root = f"http://127.0.0.1:{port}"
-    wait_http_ok(f"{root}/ready", timeout=300, process=process)
-    return process, root
+    return start_cozy_serve(env, config_dir=ROOT / "config", timeout=300)
 
 
 def pct(values: list[float], p: float) -> float:

@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from benchmarks.realtime_latency import lag_p99, scrape_lag  # noqa: E402
-from tests.support.procs import free_port, start_process, start_stub_llm, wait_http_ok  # noqa: E402
+from tests.support.procs import start_cozy_serve, start_stub_llm  # noqa: E402
 from tests.webrtc.rtc_client import Call, to_48k  # noqa: E402
 
 KEY = "cozy-bench-webrtc-key-0123456789abcdef"
@@ -130,7 +130,6 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     try:
         cfg = config_dir(tmp, args.silence_ms)
-        port = free_port()
         env = {
             "COZY_LLM_BASE_URL": stub.base_url,
             "COZY_LLM_MODEL": "stub-model",
@@ -141,24 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             "COZY_RATE_LIMIT_RPM": "1000000",
             "COZY_RATE_LIMIT_BURST": "100000",
         }
-        server = start_process(
-            [
-                sys.executable,
-                "-m",
-                "cozy_http.cli",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--config",
-                str(cfg),
-            ],
-            None,
-            env=env,
-        )
-        root = f"http://127.0.0.1:{port}"
-        wait_http_ok(f"{root}/ready", timeout=120, process=server)
+        server, root = start_cozy_serve(env, config_dir=cfg, timeout=120)
         lag0 = scrape_lag(root)
         rows = asyncio.run(drive(root, args.turns, args.barge_in))
         loop_lag = lag_p99(lag0, scrape_lag(root))

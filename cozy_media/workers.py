@@ -112,16 +112,9 @@ class InferencePool:
                     self._cv.wait()
                 if self._closed:
                     return
-                _, _, (fn, args, future, loop) = heapq.heappop(self._heap)
+                _, _, job = heapq.heappop(self._heap)
             try:
-                if future.cancelled():
-                    continue  # nobody waits for it any more (a superseded partial, a closed call)
-                try:
-                    result, error = fn(*args), None
-                except BaseException as exc:  # handed to the awaiting task
-                    result, error = None, exc
-                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to tell
-                    loop.call_soon_threadsafe(_settle, future, result, error)
+                _execute(*job)
             finally:
                 with self._cv:
                     self._pending -= 1
@@ -138,15 +131,7 @@ class InferencePool:
 
     def _light_work(self) -> None:
         while (job := self._light.get()) is not None:
-            fn, args, future, loop = job
-            if future.cancelled():
-                continue
-            try:
-                result, error = fn(*args), None
-            except BaseException as exc:  # handed to the awaiting task
-                result, error = None, exc
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to tell
-                loop.call_soon_threadsafe(_settle, future, result, error)
+            _execute(*job)
 
     def shutdown(self) -> None:
         with self._cv:
@@ -162,6 +147,18 @@ class InferencePool:
                 with contextlib.suppress(RuntimeError):
                     job[3].call_soon_threadsafe(job[2].cancel)
         self._light.put(None)  # the light thread ends after the job it is running
+
+
+def _execute(fn: Callable[..., Any], args: tuple[Any, ...], future: asyncio.Future[Any], loop: Any) -> None:
+    """Run one job on this worker thread and hand its outcome to the awaiting task's loop."""
+    if future.cancelled():
+        return  # nobody waits for it any more (a superseded partial, a closed call)
+    try:
+        result, error = fn(*args), None
+    except BaseException as exc:  # handed to the awaiting task
+        result, error = None, exc
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to tell
+        loop.call_soon_threadsafe(_settle, future, result, error)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

@@ -7,7 +7,6 @@ test goes openai SDK -> HTTP -> CozyEngine -> HTTP -> stub and back, with nothin
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.pg import REDIS_URL, create_database, drop_database, drop_redis_prefix, redis_prefix
-from tests.support.procs import REPO_ROOT, ManagedProcess, StubLLMServer, free_port, start_process, wait_http_ok
+from tests.support.procs import REPO_ROOT, ManagedProcess, StubLLMServer, start_cozy_serve
 
 STUB_MODEL = "stub-model"
 ADMIN_KEY = "cozy-e2e-bootstrap-admin-key-0123456789"  # COZY_BOOTSTRAP_ADMIN_KEY of every e2e server
@@ -83,7 +82,6 @@ def start_cozy_server(
     Isolation: unless `extra_env` names them, the server gets a fresh database on the machine's
     PostgreSQL (DATABASE_URL) and its own key prefix on the machine's Redis, both removed by
     `CozyServer.stop()` (or at exit). Auth is on; ADMIN_KEY is its bootstrap admin key."""
-    port = free_port()
     extra_env = dict(extra_env or {})
     database = prefix = None
     if "DATABASE_URL" not in extra_env:
@@ -104,22 +102,10 @@ def start_cozy_server(
         "COZY_RATE_LIMIT_BURST": "10000",
         **extra_env,
     }
-    args = [
-        sys.executable,
-        "-m",
-        "cozy_http.cli",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--config",
-        str(config_dir or REPO_ROOT / "config"),  # another dir: e.g. a copy of config/ with test MCP servers
-    ]
-    process = start_process(args, None, env=env)
-    root = f"http://127.0.0.1:{port}"
-    try:
-        wait_http_ok(f"{root}/health", timeout=timeout, process=process)  # raises with the output on failure
+    try:  # another config dir: e.g. a copy of config/ with test MCP servers
+        process, root = start_cozy_serve(
+            env, config_dir=config_dir or REPO_ROOT / "config", ready_path="/health", timeout=timeout
+        )
     except BaseException:
         if database:
             drop_database(database)

@@ -7,7 +7,6 @@ real HTTP and WebSocket, and the server runs the real models from the wheels.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 
 from cozy_media.audio.encode import encode_audio
 from cozy_media.audio.resample import resample
-from tests.support.procs import REPO_ROOT, ManagedProcess, free_port, start_process, wait_http_ok
+from tests.support.procs import REPO_ROOT, ManagedProcess, start_cozy_serve
 
 # Ten-plus everyday sentences for the round trip (WER) and the load tests.
 SENTENCES = [
@@ -131,7 +130,6 @@ class SpeechServer:
 def speech_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpeechServer]:
     """`cozy serve` with the bundled speech models; the LLM points at an unused upstream so no LLM
     loads. Ready once /ready answers 200 (models are loaded during start-up)."""
-    port = free_port()
     env = {
         "COZY_AUTH_ENABLED": "false",
         "COZY_LLM_BASE_URL": "http://127.0.0.1:9/v1",
@@ -141,21 +139,7 @@ def speech_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpeechSe
         "COZY_DATA_DIR": str(tmp_path_factory.mktemp("cozy-data")),
         "COZY_INFERENCE_WORKERS": "2",
     }
-    args = [
-        sys.executable,
-        "-m",
-        "cozy_http.cli",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--config",
-        str(REPO_ROOT / "config"),
-    ]
-    process = start_process(args, None, env=env)
-    root = f"http://127.0.0.1:{port}"
-    wait_http_ok(f"{root}/ready", timeout=180, process=process)
+    process, root = start_cozy_serve(env, config_dir=REPO_ROOT / "config")
     try:
         yield SpeechServer(process, root)
     finally:

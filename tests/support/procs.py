@@ -179,6 +179,29 @@ def wait_http_ok(
     raise ProcessStartError(f"{url} not answering 200 after {timeout:.0f} s (last: {last!r}){detail}")
 
 
+def cozy_serve_args(port: int, config_dir: str | Path | None = None, python: str = sys.executable) -> list[str]:
+    """The `cozy serve` command line on 127.0.0.1:`port` (same entry point as the `cozy` command)."""
+    config = ["--config", str(config_dir)] if config_dir else []
+    return [python, "-m", "cozy_http.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *config]
+
+
+def start_cozy_serve(
+    env: dict[str, str],
+    *,
+    config_dir: str | Path | None = None,
+    ready_path: str = "/ready",
+    timeout: float = 180,
+    python: str = sys.executable,
+) -> tuple[ManagedProcess, str]:
+    """`cozy serve` on a free port with `env` added; returns (process, root URL) once `ready_path`
+    answers 200 (raises with the server's output if it exits or stays unready)."""
+    port = free_port()
+    process = start_process(cozy_serve_args(port, config_dir, python), None, env=env)
+    root = f"http://127.0.0.1:{port}"
+    wait_http_ok(f"{root}{ready_path}", timeout=timeout, process=process)
+    return process, root
+
+
 class StubLLMServer:
     """Handle on a running stub LLM (tests/support/stub_llm.py) for fixtures and benchmarks."""
 
