@@ -24,6 +24,7 @@ from cozy_actors.infra import Infra
 from cozy_actors.personalities import PersonalityStore
 from cozy_actors.realtime.service import RealtimeService
 from cozy_actors.runtime import LoopLagMonitor, Supervisor, SupervisorPolicy
+from cozy_actors.stt_streams import SttStreams
 from cozy_media.workers import configure_pool
 
 log = logging.getLogger("cozy.services")
@@ -126,7 +127,8 @@ class CozyServices:
             broadcast=self.broadcast,
         )
 
-        self.auth.on_end_sessions = lambda user, key: self.realtime.end_sessions(user_id=user, key_id=key)
+        self.auth.on_end_sessions = self._end_sessions
+        self.stt_streams = SttStreams(s.api.stt_stream, sess, self.loadmon)  # WS /v1/audio/stt/stream
         self.realtime = RealtimeService(
             app=s.app,
             supervisor=self.supervisor,
@@ -136,6 +138,7 @@ class CozyServices:
             store=self.store,
             speech=self.speech,
             context=self.context,
+            limits=s.api.realtime,
         )
 
     # --- another node's notices (data None: we may have missed some while disconnected) --------
@@ -158,7 +161,12 @@ class CozyServices:
             return
         self.auth.forget(user_id=data.get("user_id"), key_id=data.get("key_id"))
         if data.get("end_sessions"):
-            self.realtime.end_sessions(user_id=data.get("user_id"), key_id=data.get("key_id"))
+            self._end_sessions(data.get("user_id"), data.get("key_id"))
+
+    def _end_sessions(self, user_id: str | None, key_id: str | None) -> None:
+        """A revoked key or disabled user: its live voice sessions and transcription streams end."""
+        self.realtime.end_sessions(user_id=user_id, key_id=key_id)
+        self.stt_streams.end_sessions(user_id=user_id, key_id=key_id)
 
     async def start(self) -> None:
         if not hasattr(self, "chat"):
@@ -183,6 +191,7 @@ class CozyServices:
             return
         self.started = False
         await self.broadcast.close()
+        self.stt_streams.end_all()  # each gets its final error event while the actors drain
         await self.supervisor.shutdown(timeout=10.0)
         await self.loadmon.stop()
         await self.llms.close()

@@ -19,11 +19,13 @@ from cozy_actors.services import CozyServices
 from cozy_core.errors import CozyError
 
 from .auth import AuthMiddleware
+from .body_limit import BodyLimitMiddleware
 from .errors import handle_cozy_error, handle_http_exception, handle_unexpected
 from .middleware import RequestContextMiddleware
 from .openapi import build_openapi, docs, openapi_json
 from .realtime.transport import realtime_endpoint
 from .routes import admin, audio, audio_stream, chat, knowledge, meta, sessions, speech
+from .uploads import FORM_OVERHEAD
 from .webrtc import WebRTCGateway
 
 log = logging.getLogger("cozy.http")
@@ -34,6 +36,15 @@ def package_version() -> str:
         return version("cozy-engine")
     except PackageNotFoundError:
         return "0.0.0"
+
+
+UPLOAD_ROUTES = ("/v1/audio/transcriptions", "/v1/audio/stt")
+
+
+def body_caps(settings: Settings) -> dict[str, int]:
+    """Per-route body caps: the uploads follow their file limit unless `api.max_body_bytes_by_route` says."""
+    upload = settings.engines.audio.max_upload_bytes + FORM_OVERHEAD
+    return {**dict.fromkeys(UPLOAD_ROUTES, upload), **settings.api.max_body_bytes_by_route}
 
 
 def create_app(settings: Settings, services: CozyServices | None = None) -> Starlette:
@@ -113,6 +124,10 @@ def create_app(settings: Settings, services: CozyServices | None = None) -> Star
                 expose_headers=["x-request-id"],
             )
         )
+    # Bodies are capped before auth does any work (public routes too); a 413 still gets CORS headers.
+    middleware.append(
+        Middleware(BodyLimitMiddleware, default=settings.api.max_body_bytes, by_route=body_caps(settings))
+    )
     # Innermost: CORS preflights are answered without a token; everything else not public needs one.
     public = [*settings.security.public_paths, *(webrtc.public_paths() if webrtc else [])]  # /ui signs in itself
     middleware.append(Middleware(AuthMiddleware, services=services, public_paths=public))

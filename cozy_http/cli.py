@@ -46,6 +46,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ws="websockets-sansio",
         # Realtime frames are base64 audio: deflate saves little and cost ~10% of a busy server's CPU.
         ws_per_message_deflate=False,
+        # The largest per-endpoint message cap; each endpoint enforces its own (close 1009) below it.
+        ws_max_size=max(settings.api.realtime.max_message_bytes, settings.api.stt_stream.max_message_bytes),
         log_config=None,
         access_log=False,
         lifespan="on",

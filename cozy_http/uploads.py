@@ -16,7 +16,7 @@ from starlette.requests import Request
 
 from cozy_core.errors import CozyError
 
-_FORM_OVERHEAD = 256 * 1024  # other fields and multipart framing
+FORM_OVERHEAD = 256 * 1024  # other fields and multipart framing
 _RAW_TYPES = ("audio/", "application/octet-stream", "video/")
 
 
@@ -40,7 +40,7 @@ def _too_large(limit: int) -> CozyError:
 async def read_upload(request: Request, max_bytes: int, *, allow_raw: bool = False) -> Upload:
     """The `file` part and the text fields; raw audio bodies too when `allow_raw`."""
     ctype = request.headers.get("content-type", "").lower()
-    budget = max_bytes + _FORM_OVERHEAD
+    budget = max_bytes + FORM_OVERHEAD
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > budget:
         raise _too_large(max_bytes)

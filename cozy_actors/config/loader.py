@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .models import (
     REQUIRED_SECTIONS,
@@ -28,6 +28,7 @@ from .models import (
     StorageConfig,
     ToolsConfig,
 )
+from .redact import redact
 from .substitute import SubstitutionError, substitute, uses_env
 
 SECRET_KEY = re.compile(r"(secret|password|passwd|api_key|apikey|private_key|(^|_)token$|(^|_)key$)", re.I)
@@ -156,24 +157,9 @@ def _check_literal_secrets(value: Any, path: str, file: Path, problems: list[str
 
 
 def redacted(settings: Settings) -> dict[str, Any]:
-    """The effective configuration as plain data with every secret replaced by `***`."""
-    out: dict[str, Any] = {}
-    for name in SECTIONS:
-        data = settings.section(name).model_dump(mode="python")
-        out[name] = _redact(data, "")
-    return out
-
-
-def _redact(value: Any, key: str) -> Any:
-    if isinstance(value, SecretStr):
-        return "***" if value.get_secret_value() else None
-    if isinstance(value, dict):
-        return {k: _redact(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact(v, key) for v in value]
-    if isinstance(value, str) and value and SECRET_KEY.search(key):
-        return "***"
-    return value
+    """The effective configuration as plain data with every secret replaced by `***` (by key and
+    by value: see redact.py); the one function behind /v1/admin/config and `cozy config check`."""
+    return {name: redact(settings.section(name).model_dump(mode="python")) for name in SECTIONS}
 
 
 def render(settings: Settings) -> str:

@@ -90,13 +90,51 @@ class WebRTCConfig(_Strict):
         return value
 
 
+class RealtimeLimitsConfig(_Strict):
+    """Per-connection bounds of `WS /v1/realtime` (README "Limits"): what one client may make the
+    server hold, checked before the work (a frame before parsing, an item before it is stored)."""
+
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)  # one WebSocket message; larger: close 1009
+    max_queued_bytes: int = Field(16 * 1024 * 1024, ge=65536)  # client events waiting in the session's mailbox
+    max_outbox_bytes: int = Field(32 * 1024 * 1024, ge=65536)  # server events the client has not read: close 1008
+    max_text_chars: int = Field(32768, ge=1)  # one item's text, transcript, arguments or output
+    max_instructions_chars: int = Field(32768, ge=1)  # session.update / response.create instructions
+    max_content_parts: int = Field(16, ge=1)  # content parts of one conversation item
+    max_tools: int = Field(128, ge=0)  # client tools of a session.update / response.create
+    max_audio_append_bytes: int = Field(3 * 1024 * 1024, ge=1024)  # decoded audio of one append or input_audio part
+
+
+class SttStreamLimitsConfig(_Strict):
+    """`WS /v1/audio/stt/stream`: admission (app.sessions' loop lag and pool backlog), caps, lifetime."""
+
+    max_message_bytes: int = Field(1024 * 1024, ge=1024)  # one WebSocket message; larger: close 1009
+    max_duration_s: float = Field(3600.0, gt=0)  # then an `error` (session_expired) and close
+    max_sessions: int | None = Field(200, ge=1)  # streams open at once in this process; empty: no cap
+
+    _none = field_validator("max_sessions", mode="before")(_empty_to_none)
+
+
 class ApiConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     cors_origins: list[str] = []
-    max_body_bytes: int = Field(26_214_400, ge=1024)
+    max_body_bytes: int = Field(26_214_400, ge=1024)  # every HTTP body, counted while it streams in: 413
+    max_body_bytes_by_route: dict[str, int] = {}  # exact path -> cap; the audio upload routes default to
+    # engines.audio.max_upload_bytes + 256 KiB of form fields
     docs_enabled: bool = True
     webrtc: WebRTCConfig = WebRTCConfig()
+    realtime: RealtimeLimitsConfig = RealtimeLimitsConfig()
+    stt_stream: SttStreamLimitsConfig = SttStreamLimitsConfig()
+
+    @field_validator("max_body_bytes_by_route")
+    @classmethod
+    def _routes(cls, value: dict[str, int]) -> dict[str, int]:
+        for path, cap in value.items():
+            if not path.startswith("/"):
+                raise ValueError(f"{path!r}: a route is an exact path starting with '/'")
+            if not isinstance(cap, int) or cap < 1:
+                raise ValueError(f"{path!r}: the cap must be a positive number of bytes")
+        return value
 
     @model_validator(mode="after")
     def _webrtc_paths(self) -> ApiConfig:

@@ -4,10 +4,12 @@ supervisor (admission control applies), resume stored history for a known sessio
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from typing import Any
 
 from cozy_actors.config import AppConfig
+from cozy_actors.config.models import RealtimeLimitsConfig
 from cozy_actors.conversation.resolve import resolve
 from cozy_actors.engines.llm.router import LLMRouter
 from cozy_actors.engines.tools.base import ToolCatalog
@@ -35,6 +37,7 @@ class RealtimeService:
         speech: Any = None,
         speech_lead_ms: float = 200.0,
         context: Any = None,
+        limits: RealtimeLimitsConfig | None = None,
     ) -> None:
         self.app = app
         self.supervisor = supervisor
@@ -52,7 +55,10 @@ class RealtimeService:
             speech=speech,
             speech_lead_ms=speech_lead_ms,
             context=context,
+            limits=limits or RealtimeLimitsConfig(),
         )
+        # Each connection's mailbox is bounded in bytes too (the transport says each event's size).
+        self.policy = dataclasses.replace(supervisor.policy, mailbox_max_bytes=self.deps.limits.max_queued_bytes)
 
     async def open(
         self,
@@ -103,7 +109,7 @@ class RealtimeService:
             )
 
         try:
-            ref = await self.supervisor.spawn(factory, f"sess_{uuid.uuid4().hex[:24]}")
+            ref = await self.supervisor.spawn(factory, f"sess_{uuid.uuid4().hex[:24]}", policy=self.policy)
         except SupervisorFull as exc:
             raise CozyError(f"server is at capacity: {exc}", code="RESOURCE_EXHAUSTED", status=503) from exc
         for old in [r for r in self._owners if not r.alive]:

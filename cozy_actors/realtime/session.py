@@ -13,11 +13,12 @@ import binascii
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
+from cozy_actors.config.models import RealtimeLimitsConfig
 from cozy_actors.context.voice import personalize
 from cozy_actors.conversation.handle import TurnHandle
 from cozy_actors.conversation.resolve import Resolved
@@ -32,6 +33,7 @@ from .audio_out import SpeechOutput, output_rate
 from .config import SessionConfig
 from .input_buffer import InputBuffer
 from .items import Items, RealtimeError, new_id, text_of
+from .limits import check_event
 from .response import Emit, ResponseRun, ResponseState
 from .voice import VoiceTurns
 
@@ -51,6 +53,7 @@ class RealtimeDeps:
     speech: Any = None  # cozy_media SpeechService: VAD, streaming STT, TTS (None: text only)
     speech_lead_ms: float = 200.0
     context: Any = None  # a ContextService (personalization); None: off
+    limits: RealtimeLimitsConfig = field(default_factory=RealtimeLimitsConfig)  # api.realtime: size caps
 
 
 @dataclass
@@ -133,6 +136,7 @@ class RealtimeSession:
                     code="invalid_event",
                     param="type",
                 )
+            check_event(etype, event, self.deps.limits)
             await handler(self, event)
         except ValidationError as exc:
             first = exc.errors()[0]

@@ -127,7 +127,13 @@ class ActorRef:
         self._factory = factory
         self._policy = policy
         self._on_finished = on_finished
-        self._mailbox = Mailbox(policy.mailbox_size, policy.overflow, kind=self.kind, on_drop=self._on_dropped)
+        self._mailbox = Mailbox(
+            policy.mailbox_size,
+            policy.overflow,
+            kind=self.kind,
+            on_drop=self._on_dropped,
+            max_bytes=policy.mailbox_max_bytes,
+        )
         self._instance = instance
         instance.ref = self
         self._restarts = 0
@@ -148,10 +154,11 @@ class ActorRef:
         return f"<ActorRef {self.kind}:{self.actor_id}>"
 
     # ------------------------------------------------------------------ public API
-    def tell(self, message: Any, *, control: bool = False) -> None:
-        """Fire and forget; raises MailboxFull (backpressure) or ActorStopped, never blocks."""
+    def tell(self, message: Any, *, control: bool = False, nbytes: int = 0) -> None:
+        """Fire and forget; raises MailboxFull (backpressure) or ActorStopped, never blocks.
+        ``nbytes``: the message's size on the wire, counted against the policy's mailbox_max_bytes."""
         try:
-            self._mailbox.put((message, None), control=control)
+            self._mailbox.put((message, None), control=control, nbytes=nbytes)
         except MailboxClosed:
             raise ActorStopped(f"{self} is stopping or stopped") from None
         self._last_activity = time.monotonic()

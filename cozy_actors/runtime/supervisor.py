@@ -38,6 +38,7 @@ class SupervisorPolicy:
     max_duration_s: float | None = 3600.0  # actor stopped with StopReason.MAX_DURATION
     idle_timeout_s: float | None = 300.0  # no message and not busy for this long -> IDLE_TIMEOUT
     mailbox_size: int = 256
+    mailbox_max_bytes: int | None = None  # bound on the sizes tell(nbytes=...) declares; None: count only
     overflow: OverflowPolicy = "reject"
     max_actors: int | None = None  # admission control: spawn() raises SupervisorFull when reached
     max_loop_lag_s: float | None = None  # admission control: refuse spawns while loop lag exceeds this

@@ -4,6 +4,11 @@ Reader: JSON text frames → actor mailbox (cancel/truncate on the control lane)
 actor's events → JSON frames, renamed for beta clients. When the actor stops (duration limit,
 idle timeout, restart budget spent, shutdown) its final `error` event is flushed and the socket
 closes cleanly.
+
+Bounds (`api.realtime`): a message over `max_message_bytes` closes the socket with 1009; client
+events wait in a mailbox bounded in bytes (`max_queued_bytes`: over it, `rate_limit_exceeded`);
+server events are serialized as they are emitted and a client that lets more than
+`max_outbox_bytes` of them pile up is disconnected with 1008.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from .dialect import incoming_beta, outgoing_beta
 
 log = logging.getLogger("cozy.realtime")
 
-OUTBOX_LIMIT = 10_000  # events; a client that stops reading is disconnected, not buffered forever
+OUTBOX_LIMIT = 10_000  # events; with api.realtime.max_outbox_bytes, a client that stops reading is disconnected
+CLOSE_TOO_BIG = 1009  # RFC 6455 "message too big": a message over api.realtime.max_message_bytes
+CLOSE_POLICY = 1008  # the client does not read its events (outbox over its byte or event bound)
 _CLOSE = object()
 
 
@@ -51,17 +58,33 @@ async def realtime_endpoint(ws: WebSocket) -> None:
     offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
     beta = _wants_beta(ws, offered)
     await ws.accept(subprotocol="realtime" if "realtime" in offered else None)
-    outbox: asyncio.Queue[Any] = asyncio.Queue()
+    services = ws.app.state.services
+    limits = services.settings.api.realtime
+    max_message, max_outbox = limits.max_message_bytes, limits.max_outbox_bytes
+    outbox: asyncio.Queue[str | object] = asyncio.Queue()
     counter = itertools.count(1)
     prefix = f"evt_{uuid.uuid4().hex[:12]}_"
+    queued = 0  # characters of serialized events waiting in the outbox
+    close: tuple[int, str] = (1000, "")
+    writer_task: asyncio.Task[None] | None = None
 
     def emit(event: dict[str, Any]) -> None:
-        if outbox.qsize() >= OUTBOX_LIMIT:
-            return  # the writer closes the socket: see below
+        # Serialized here, not in the writer: the outbox is bounded by what it really holds.
+        nonlocal queued, close
+        if close[0] != 1000:
+            return  # disconnecting a client that does not read
         event["event_id"] = f"{prefix}{next(counter)}"
-        outbox.put_nowait(event)
+        if beta and (event := outgoing_beta(event)) is None:  # type: ignore[assignment]
+            return
+        text = orjson.dumps(event).decode()
+        queued += len(text)
+        if queued > max_outbox or outbox.qsize() >= OUTBOX_LIMIT:
+            close = (CLOSE_POLICY, "client is not reading its events")
+            if writer_task is not None:
+                writer_task.cancel()
+            return
+        outbox.put_nowait(text)
 
-    services = ws.app.state.services
     q = ws.query_params
     try:
         ref = await services.realtime.open(
@@ -80,22 +103,26 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         return
 
     async def writer() -> None:
+        nonlocal queued
         while True:
-            event = await outbox.get()
-            if event is _CLOSE:
+            text = await outbox.get()
+            if text is _CLOSE:
                 return
-            if outbox.qsize() >= OUTBOX_LIMIT - 1:
-                raise ConnectionError("client is not reading its events")
-            if beta and (event := outgoing_beta(event)) is None:
-                continue
-            await ws.send_text(orjson.dumps(event).decode())
+            assert isinstance(text, str)
+            queued -= len(text)
+            await ws.send_text(text)
 
     async def reader() -> None:
+        nonlocal close
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
             text = message.get("text")
+            size = len(text) if text is not None else len(message.get("bytes") or b"")
+            if size > max_message:
+                close = (CLOSE_TOO_BIG, f"message too big (limit {max_message} bytes)")
+                return
             if text is None:
                 emit(_error_event("Binary frames are not part of the protocol; send JSON text.", "invalid_event"))
                 continue
@@ -108,7 +135,7 @@ async def realtime_endpoint(ws: WebSocket) -> None:
                 event = incoming_beta(event)
             etype = event.get("type") if isinstance(event, dict) else None
             try:
-                ref.tell(ClientEvent(event), control=etype in CONTROL_EVENTS)
+                ref.tell(ClientEvent(event), control=etype in CONTROL_EVENTS, nbytes=size)
             except MailboxFull:
                 emit(
                     _error_event(
@@ -124,15 +151,17 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         await ref.wait_stopped()
         outbox.put_nowait(_CLOSE)  # the writer flushes the final events, then the socket closes
 
-    tasks = [asyncio.create_task(reader()), asyncio.create_task(writer()), asyncio.create_task(watch_actor())]
+    writer_task = asyncio.create_task(writer())
+    tasks = [asyncio.create_task(reader()), writer_task, asyncio.create_task(watch_actor())]
     try:
         await asyncio.wait(tasks[:2], return_when=asyncio.FIRST_COMPLETED)
     finally:
         await ref.stop(StopReason.NORMAL, "client disconnected")
-        if not tasks[1].done():
+        if not writer_task.done() and close[0] == 1000:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(tasks[1], 2.0)  # flush the final events
+                await asyncio.wait_for(writer_task, 2.0)  # flush the final events
         for task in tasks:
             task.cancel()
         with contextlib.suppress(Exception):
-            await ws.close(code=1000)
+            # Bounded: a client that does not read would hold the close (and this handler) forever.
+            await asyncio.wait_for(ws.close(code=close[0], reason=close[1]), 2.0)

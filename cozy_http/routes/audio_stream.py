@@ -11,6 +11,11 @@ Server → client: `speech_started`, `transcript` (`is_partial: true`; `text` on
 is the tentative rest), `speech_stopped`, `transcript_final` (`is_partial: false`, `language`,
 `duration`, `confidence`, `latency_ms`), `error` (`code`, `message`; the connection stays open
 for bad messages), `done`. Every transcript event carries `utterance_id`.
+
+Limits (`api.stt_stream`, rules in cozy_actors.stt_streams): a stream is admitted like a voice
+session (else `error` RESOURCE_EXHAUSTED, close 1013); a message over `max_message_bytes` closes
+with 1009; after `max_duration_s`, or when its key is revoked or its user disabled, the client gets
+an `error` (`session_expired` / `session_revoked`) and the socket closes (1000 / 1008).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import numpy as np
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from cozy_actors.stt_streams import StreamEnd
 from cozy_core.errors import CozyError
 from cozy_media.audio.g711 import alaw_decode, ulaw_decode
 from cozy_media.audio.resample import Resampler
@@ -138,10 +144,28 @@ class _Stream:
         self.config: _Config | None = None
         self.resampler: Resampler | None = None
         self._send_lock = asyncio.Lock()
+        self.closed = False  # the server closed the socket (stream ended): nothing more is sent
+        self.ending: asyncio.Task[None] | None = None
 
     async def send(self, data: dict[str, Any]) -> None:
         async with self._send_lock:
-            await self.ws.send_text(orjson.dumps(data).decode())
+            if not self.closed:
+                await self.ws.send_text(orjson.dumps(data).decode())
+
+    def end_soon(self, why: StreamEnd) -> None:
+        """The lease's callback (timer, revocation, shutdown): error event, then close."""
+        self.ending = asyncio.get_running_loop().create_task(self._end(why))
+
+    async def _end(self, why: StreamEnd) -> None:
+        with contextlib.suppress(Exception):
+            await self.send({"type": "error", "code": why.code, "message": why.message, "param": None})
+            await self.close(why.close_code, why.code)
+
+    async def close(self, code: int, reason: str = "") -> None:
+        """Close once (the stream's end and the receive loop may both want to)."""
+        if not self.closed:
+            self.closed = True
+            await self.ws.close(code=code, reason=reason)
 
     async def error(self, exc: CozyError) -> None:
         await self.send({"type": "error", "code": exc.code, "message": exc.message, "param": exc.param})
@@ -202,27 +226,42 @@ class _Stream:
 
 async def stt_stream(ws: WebSocket) -> None:
     await ws.accept()
+    services = ws.app.state.services
+    max_message = services.settings.api.stt_stream.max_message_bytes
     stream = _Stream(ws)
+    principal = getattr(ws.state, "principal", None)
+    try:
+        lease = services.stt_streams.open(
+            stream.end_soon, user_id=principal and principal.user_id, key_id=principal and principal.key_id
+        )
+    except CozyError as exc:
+        await stream.error(exc)
+        await ws.close(code=1013, reason=exc.code)
+        return
     forwarder: asyncio.Task[None] | None = None
     ended = False
     try:
         while True:
             message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
+            if message["type"] == "websocket.disconnect" or lease.ended is not None:
                 break
+            text, data = message.get("text"), message.get("bytes")
+            if len(text if text is not None else data or b"") > max_message:
+                await stream.close(1009, f"message too big (limit {max_message} bytes)")
+                return
             try:
-                if message.get("text") is not None:
-                    ended = await stream.control(message["text"])
-                elif message.get("bytes") is not None:
+                if text is not None:
+                    ended = await stream.control(text)
+                elif data is not None:
                     if stream.session is None:
                         await stream.start({})
-                    await stream.audio(message["bytes"])
+                    await stream.audio(data)
                 if forwarder is None and stream.session is not None:
                     forwarder = asyncio.get_running_loop().create_task(stream.forward())
             except CozyError as exc:
                 await stream.error(exc)
                 if exc.status >= 500 or stream.session is None:
-                    await ws.close(code=1011 if exc.status >= 500 else 1008)
+                    await stream.close(1011 if exc.status >= 500 else 1008)
                     return
             if ended:
                 break
@@ -231,13 +270,14 @@ async def stt_stream(ws: WebSocket) -> None:
             if forwarder is not None:
                 await forwarder
             await stream.send({"type": "done"})
-            await ws.close(code=1000)
+            await stream.close(1000)
         elif ended:
             await stream.send({"type": "done"})
-            await ws.close(code=1000)
+            await stream.close(1000)
     except WebSocketDisconnect:
         pass
     finally:
+        lease.release()
         if forwarder is not None and not forwarder.done():
             forwarder.cancel()
         if stream.session is not None:
@@ -245,3 +285,6 @@ async def stt_stream(ws: WebSocket) -> None:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             if forwarder is not None:
                 await forwarder
+        if stream.ending is not None:
+            with contextlib.suppress(Exception):
+                await stream.ending
