@@ -102,7 +102,7 @@ def test_redis_outage_mid_run_never_fails_a_chat(
     redis_proc, redis_url = own_redis
     server = start_cozy_server(stub_llm, {"REDIS_URL": redis_url, "COZY_REDIS_PREFIX": "outage"})
     try:
-        ready = httpx.get(f"{server.root_url}/ready", timeout=10).json()["checks"]
+        ready = httpx.get(f"{server.root_url}/ready", headers=auth(ADMIN_KEY), timeout=10).json()["checks"]
         assert ready["redis"]["ok"] and ready["queue"]["backend"] == "redis"
         account, key = make_user(server, rate_limit_rpm=60, rate_limit_burst=3)
         sid = "outage-session"
@@ -128,7 +128,7 @@ def test_redis_outage_mid_run_never_fails_a_chat(
         with api(server, key) as http:
             stored = http.get(f"/v1/chat/sessions/{sid}/messages").json()["data"]
         assert [m["content"] for m in stored if m["role"] == "user"] == ["before", "after", "streamed"]
-        ready = httpx.get(f"{server.root_url}/ready", timeout=10)
+        ready = httpx.get(f"{server.root_url}/ready", headers=auth(ADMIN_KEY), timeout=10)  # details: admins
         checks = ready.json()["checks"]
         assert checks["redis"]["ok"] is False and checks["redis"]["degraded"] is True
         assert checks["database"]["ok"] is True
