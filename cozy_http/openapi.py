@@ -109,7 +109,9 @@ def _document(version: str) -> dict[str, Any]:
             },
             "/v1/personalities": {"get": _op("List personalities", tags=("personalities",))},
             "/health": {"get": _op("Liveness", tags=("ops",))},
-            "/ready": {"get": _op("Readiness: engines healthy (503 when not)", tags=("ops",))},
+            "/ready": {
+                "get": _op("Readiness: status and per-check ok (503 when not); details for admins", tags=("ops",))
+            },
             "/metrics": {"get": _op("Prometheus metrics", tags=("ops",))},
         },
     }

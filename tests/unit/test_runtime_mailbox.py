@@ -103,3 +103,27 @@ def test_invalid_configuration_is_refused() -> None:
         Mailbox(maxsize=0)
     with pytest.raises(ValueError):
         Mailbox(overflow="block")  # type: ignore[arg-type]
+
+
+async def test_byte_bound_refuses_what_would_overflow_it() -> None:
+    """Bounded in bytes too: 256 small slots must not hold 256 huge messages (issue 10)."""
+    mb = Mailbox(maxsize=256, overflow="drop_oldest", max_bytes=100, kind="mb_bytes")
+    mb.put("a", nbytes=60)
+    mb.put("ctl", control=True, nbytes=30)
+    with pytest.raises(MailboxFull, match="byte limit"):
+        mb.put("b", nbytes=20)  # even drop_oldest refuses: old audio must not make room for a flood
+    assert mb.nbytes == 90
+    mb.put("tiny", nbytes=10)
+    assert [await mb.get() for _ in range(3)] == ["ctl", "a", "tiny"]
+    assert mb.nbytes == 0
+    mb.put("c", nbytes=100)
+    assert mb.drain_nowait() == ["c"] and mb.nbytes == 0
+
+
+async def test_byte_bound_follows_drop_oldest() -> None:
+    mb = Mailbox(maxsize=2, overflow="drop_oldest", max_bytes=1000)
+    mb.put(1, nbytes=400)
+    mb.put(2, nbytes=300)
+    mb.put(3, nbytes=200)  # the count drops 1 (400 bytes) first
+    assert mb.nbytes == 500
+    assert [await mb.get(), await mb.get()] == [2, 3]
