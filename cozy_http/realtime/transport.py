@@ -106,7 +106,7 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         nonlocal queued
         while True:
             text = await outbox.get()
-            if text is _CLOSE:
+            if text is _CLOSE or close[0] != 1000:
                 return
             assert isinstance(text, str)
             queued -= len(text)
