@@ -142,12 +142,13 @@ async def test_oversized_items_get_an_error_naming_the_param(realtime: Any) -> N
 
 
 async def test_mailbox_is_bounded_in_bytes(realtime: Any) -> None:
-    """A burst of 30 KB events (100, far under the 256-event count) overruns a 256 KiB mailbox:
-    `rate_limit_exceeded` for those, and the session carries on."""
-    frame = json.dumps({"type": "cozy.padding", "pad": "p" * 30_000})
-    await asyncio.gather(*(realtime.send(frame) for _ in range(100)))
-    codes = [(await next_event(realtime))["error"]["code"] for _ in range(100)]
+    """A burst of 150 KB events (40, far under the 256-event count) overruns a 256 KiB mailbox
+    (two such events): `rate_limit_exceeded` for those that do not fit; the session carries on."""
+    frame = json.dumps({"type": "cozy.padding", "pad": "p" * 150_000})
+    await asyncio.gather(*(realtime.send(frame) for _ in range(40)))
+    codes = [(await next_event(realtime))["error"]["code"] for _ in range(40)]
     assert "rate_limit_exceeded" in codes, codes
+    assert set(codes) == {"rate_limit_exceeded", "invalid_event"}, codes  # the others were handled
     await still_works(realtime)
 
 
