@@ -24,6 +24,7 @@ import numpy as np
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from cozy_actors.quotas import QuotaExceeded
 from cozy_core.errors import CozyError
 from cozy_media.audio.g711 import alaw_decode, ulaw_decode
 from cozy_media.audio.resample import Resampler
@@ -202,6 +203,12 @@ class _Stream:
 
 async def stt_stream(ws: WebSocket) -> None:
     await ws.accept()
+    try:  # per-user share (app.quotas.stt_streams_per_user), released in the finally below
+        lease = ws.app.state.services.quotas.acquire("stt_streams", getattr(ws.state, "principal", None))
+    except QuotaExceeded as exc:
+        await ws.send_text(orjson.dumps({"type": "error", "code": exc.code, "message": exc.message}).decode())
+        await ws.close(code=1013, reason=exc.code)
+        return
     stream = _Stream(ws)
     forwarder: asyncio.Task[None] | None = None
     ended = False
@@ -238,6 +245,7 @@ async def stt_stream(ws: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
+        lease.release()
         if forwarder is not None and not forwarder.done():
             forwarder.cancel()
         if stream.session is not None:
