@@ -52,8 +52,8 @@ class QuotaExceeded(CozyError):
 class ServerFull(CozyError):
     """503: the process as a whole is full (not this user); `Retry-After` as for a quota."""
 
-    def __init__(self, message: str, retry_after_s: float) -> None:
-        super().__init__(message, code="RESOURCE_EXHAUSTED", status=503)
+    def __init__(self, message: str, retry_after_s: float, code: str = "RESOURCE_EXHAUSTED") -> None:
+        super().__init__(message, code=code, status=503)
         header = _header(retry_after_s)
         self.retry_after_s = float(header)
         self.headers = {"retry-after": header}

@@ -123,12 +123,13 @@ class ChatService:
             # The session is the caller's (created now if the id is new); someone else's is a 404.
             await self.store.claim(req.session_id, principal.user_id if principal else None, personality.id)
         ref = await self._actor(req.session_id, owner)
+        retry = self.app.quotas.retry_after_s
         try:
             result = await ref.ask(StartTurn(turn), timeout=self.app.sessions.ask_timeout_s)
         except AskTimeout as exc:
-            raise CozyError("the conversation did not answer in time", code="RESOURCE_BUSY", status=503) from exc
+            raise ServerFull("the conversation did not answer in time", retry, code="RESOURCE_BUSY") from exc
         except MailboxFull as exc:
-            raise CozyError("the conversation is overloaded", code="RESOURCE_BUSY", status=503) from exc
+            raise ServerFull("the conversation is overloaded", retry, code="RESOURCE_BUSY") from exc
         except (ActorCrashed, MailboxClosed) as exc:
             raise CozyError(f"the conversation failed: {exc}", code="RESOURCE_SESSION_ENDED", status=503) from exc
         if isinstance(result, CozyError):

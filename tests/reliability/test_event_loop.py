@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
 
+from tests.e2e.realtime_support import rt_client  # noqa: F401  (the fixture, on this module's cozy_server)
 from tests.reliability.conftest import ADMIN_KEY, STUB_MODEL, CozyServer, start_cozy_server
 from tests.support.procs import StubLLMServer
 
@@ -32,21 +33,11 @@ LONG_TEXT = " ".join(["This is a long answer that keeps going for quite a while,
 
 
 @pytest.fixture(scope="module")
-def server(stub_llm: StubLLMServer) -> Iterator[CozyServer]:
+def cozy_server(stub_llm: StubLLMServer) -> Iterator[CozyServer]:
+    """This module's own server (rt_client from realtime_support connects to it)."""
     srv = start_cozy_server(stub_llm)
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture
-async def rt(server: CozyServer) -> AsyncIterator[openai.AsyncOpenAI]:
-    ws = server.base_url.replace("http://", "ws://")
-    async with openai.AsyncOpenAI(
-        api_key=ADMIN_KEY, base_url=server.base_url, websocket_base_url=ws, max_retries=0
-    ) as client:
-        yield client
+    yield srv
+    srv.stop()
 
 
 async def _probe_health(root: str, stop: asyncio.Event, out: list[float]) -> None:
@@ -78,9 +69,11 @@ async def _hostile_chat(base_url: str) -> list[str]:
 
 
 async def test_hostile_tool_call_blocks_neither_health_nor_live_audio(
-    server: CozyServer, rt: openai.AsyncOpenAI
+    cozy_server: CozyServer,
+    rt_client: openai.AsyncOpenAI,  # noqa: F811
 ) -> None:
-    async with rt.realtime.connect(model=STUB_MODEL) as conn:
+    server = cozy_server
+    async with rt_client.realtime.connect(model=STUB_MODEL) as conn:
         audio_at: list[float] = []
         done, streaming = asyncio.Event(), asyncio.Event()
 
