@@ -19,6 +19,7 @@ from typing import Literal
 
 from cozy_actors.auth.principal import Principal
 from cozy_actors.config.models import QuotaConfig
+from cozy_actors.observability.metrics import QUOTA_HELD, QUOTA_REFUSED, labelled
 from cozy_core.errors import CozyError
 
 Kind = Literal["conversations", "realtime_sessions", "stt_streams", "llm_queue"]
@@ -80,7 +81,7 @@ class Lease:
 class Quotas:
     def __init__(self, config: QuotaConfig | None = None) -> None:
         self.config = config if config is not None else QuotaConfig()
-        self._held: dict[Kind, Counter[str]] = {k: Counter() for k in _LABELS}  # type: ignore[misc]
+        self._held: dict[str, Counter[str]] = {k: Counter() for k in _LABELS}
 
     def owner(self, principal: Principal | None) -> str | None:
         """The key quotas count this caller under; None when it is not limited (off, exempt admin)."""
@@ -104,8 +105,10 @@ class Quotas:
             return Lease(None, kind, None)
         counts = self._held[kind]
         if counts[owner] >= limit:
+            labelled(QUOTA_REFUSED, kind).inc()
             raise QuotaExceeded(kind, limit, self.config.retry_after_s)
         counts[owner] += 1
+        labelled(QUOTA_HELD, kind).inc()
         return Lease(self, kind, owner)
 
     def held(self, kind: Kind, owner: str) -> int:
@@ -114,6 +117,7 @@ class Quotas:
     def _release(self, kind: Kind, owner: str) -> None:
         counts = self._held[kind]
         counts[owner] -= 1
+        labelled(QUOTA_HELD, kind).dec()
         if counts[owner] <= 0:
             del counts[owner]
 

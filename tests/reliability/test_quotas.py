@@ -169,6 +169,15 @@ async def test_realtime_and_webrtc_sessions_per_user(server: CozyServer, keys: t
         ws.transport.abort()
     ws = await _open_when_free(url, alice)
     await ws.close()
+    await _no_slots_held(server, "realtime_sessions")
+
+
+async def _no_slots_held(server: CozyServer, kind: str, timeout: float = 10.0) -> None:
+    """Every slot of `kind` came back (the gauge counts all users; sessions end asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while (held := server.metric("cozy_quota_slots_held", kind=kind)) != 0:
+        assert time.monotonic() < deadline, f"{held:g} {kind} slot(s) still held: a leak"
+        await asyncio.sleep(0.2)
 
 
 async def _open_when_free(url: str, key: str, timeout: float = 10.0) -> Any:
@@ -210,6 +219,7 @@ async def test_stt_streams_per_user(server: CozyServer, keys: tuple[str, str]) -
                 break
             assert time.monotonic() < deadline, reply
             await asyncio.sleep(0.1)
+    await _no_slots_held(server, "stt_streams")
 
 
 async def test_local_model_queue_per_user_and_max_tokens_ceiling(server: CozyServer, keys: tuple[str, str]) -> None:
@@ -227,18 +237,19 @@ async def test_local_model_queue_per_user_and_max_tokens_ceiling(server: CozySer
         upstream = await http.post("/chat/completions", json=_chat("hi", max_tokens=10**6), headers=_h(alice))
         assert upstream.status_code == 200, upstream.text  # an upstream model has no ceiling here
 
-        # Three of alice's requests at once on the single lane (quota 1): the others get 429;
-        # bob's request at the same time is queued and answered.
+        # Two of alice's requests at once on the single lane (queue quota 1): one gets 429; bob's
+        # request at the same time is queued and answered.
         body = _chat("Tell me a long story about a cat.", model=LOCAL_MODEL, max_tokens=CEILING)
         rs = await asyncio.gather(
-            *(http.post("/chat/completions", json=body, headers=_h(alice)) for _ in range(3)),
+            *(http.post("/chat/completions", json=body, headers=_h(alice)) for _ in range(2)),
             http.post("/chat/completions", json=body, headers=_h(bob)),
         )
         *mine, theirs = rs
         assert theirs.status_code == 200, theirs.text
-        assert sorted(r.status_code for r in mine) == [200, 429, 429], [r.text for r in mine]
-        for r in mine:
-            if r.status_code == 429:
-                assert_quota_refusal(r)
+        assert sorted(r.status_code for r in mine) == [200, 429], [r.text for r in mine]
+        refused = next(r for r in mine if r.status_code == 429)
+        assert "queued requests on the local model" in assert_quota_refusal(refused)["message"]
         ok = next(r for r in mine if r.status_code == 200).json()
         assert ok["usage"]["completion_tokens"] <= CEILING
+    await _no_slots_held(server, "llm_queue")
+    assert server.metric("cozy_quota_refused_total", kind="llm_queue") >= 1
