@@ -70,7 +70,7 @@ class ChatService:
     ) -> None:
         self.app = app
         self.quotas = quotas if quotas is not None else get_quotas()
-        self._live: dict[str, set[ActorRef]] = {}  # quota owner -> its live conversation actors
+        self._live: dict[str, set[_Tracked]] = {}  # quota owner -> leases of its live conversations
         self.supervisor = supervisor
         self.personalities = personalities
         self.llms = llms
@@ -192,7 +192,7 @@ class _Tracked:
 
     __slots__ = ("_all", "_lease", "_owner", "_set", "ref")
 
-    def __init__(self, lease: Lease, live: set[Any], all_live: dict[str, set[Any]], owner: str) -> None:
+    def __init__(self, lease: Lease, live: set[_Tracked], all_live: dict[str, set[_Tracked]], owner: str) -> None:
         self._lease, self._set, self._all, self._owner = lease, live, all_live, owner
         self.ref: ActorRef | None = None
         live.add(self)
