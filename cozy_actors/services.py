@@ -22,6 +22,7 @@ from cozy_actors.engines.speech import SpeechConfigError, build_speech
 from cozy_actors.engines.tools.engine import ToolsConfigError, ToolsEngine
 from cozy_actors.infra import Infra
 from cozy_actors.personalities import PersonalityStore
+from cozy_actors.quotas import configure_quotas
 from cozy_actors.realtime.service import RealtimeService
 from cozy_actors.runtime import LoopLagMonitor, Supervisor, SupervisorPolicy
 from cozy_actors.stt_streams import SttStreams
@@ -82,6 +83,7 @@ class CozyServices:
         except ContextConfigError as exc:
             raise StartupError([f"{context_file}: {p}" for p in exc.problems]) from exc
         self.ratelimit = self.infra.ratelimit
+        self.quotas = configure_quotas(s.app.quotas)  # per-user fair share (chat, realtime, STT stream, local LLM)
         sess = s.app.sessions
         self.loadmon = LoopLagMonitor()
         self.supervisor = Supervisor(
@@ -108,6 +110,7 @@ class CozyServices:
             store=self.store,
             audit=self.infra.audit,
             context=self.context,
+            quotas=self.quotas,
         )
         self.knowledge = KnowledgeAdmin(self.context, self.auth, self.infra.audit)
         self.sessions = SessionService(self.store, self.supervisor, self.personalities, self.infra.audit)
@@ -139,6 +142,7 @@ class CozyServices:
             speech=self.speech,
             context=self.context,
             limits=s.api.realtime,
+            quotas=self.quotas,
         )
 
     # --- another node's notices (data None: we may have missed some while disconnected) --------

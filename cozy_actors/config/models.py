@@ -46,6 +46,26 @@ class TurnConfig(_Strict):
     tool_timeout_s: float = Field(10.0, gt=0)
 
 
+class QuotaConfig(_Strict):
+    """Per-user fair share in this process (README "Quotas"); empty: no per-user limit of that kind."""
+
+    enabled: bool = True
+    exempt_admins: bool = True  # admins are limited only by the process-wide limits
+    conversations_per_user: int | None = Field(20, ge=1)  # live conversation actors (idle ones are evicted first)
+    realtime_sessions_per_user: int | None = Field(4, ge=1)  # WS /v1/realtime and WebRTC calls together
+    stt_streams_per_user: int | None = Field(4, ge=1)  # WS /v1/audio/stt/stream
+    llm_queue_per_user: int | None = Field(2, ge=1)  # chat requests waiting for or on a single-lane local model
+    retry_after_s: float = Field(5.0, gt=0)  # the Retry-After of a refusal (quota or process full)
+
+    _none = field_validator(
+        "conversations_per_user",
+        "realtime_sessions_per_user",
+        "stt_streams_per_user",
+        "llm_queue_per_user",
+        mode="before",
+    )(_empty_to_none)
+
+
 class AppConfig(_Strict):
     name: str = "CozyEngine"
     environment: str = "development"
@@ -55,6 +75,7 @@ class AppConfig(_Strict):
     inference_workers: int = Field(2, ge=1)
     sessions: SessionConfig = SessionConfig()
     turn: TurnConfig = TurnConfig()
+    quotas: QuotaConfig = QuotaConfig()
 
     _none = field_validator("data_dir", mode="before")(_empty_to_none)
 

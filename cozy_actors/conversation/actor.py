@@ -50,6 +50,7 @@ class TurnRequest:
     user_name: str | None = None
     request_id: str | None = None
     use_personalization: bool = True
+    quota_owner: str | None = None  # counted against llm_queue_per_user on a single-lane model
 
 
 @dataclass
@@ -154,6 +155,7 @@ class ConversationActor(Actor):
             tool_timeout_s=self.deps.tool_timeout_s,
             llm_timeout_s=self.deps.llm_timeout_s,
             caller=ToolCaller(req.user_id, req.user_name, req.request_id, self.session_id, "text"),
+            quota_owner=req.quota_owner,
         )
         ctx = self.deps.context
         self._learn = None

@@ -52,6 +52,7 @@ class TurnFailed:
     message: str
     status: int
     partial_text: str = ""
+    headers: dict[str, str] | None = None  # e.g. Retry-After of a 429 (a per-user queue quota)
 
 
 TurnEvent = TextDelta | ToolCallDelta | ServerToolCall | TurnDone | TurnFailed

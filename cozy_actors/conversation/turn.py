@@ -50,6 +50,7 @@ class TurnSpec:
     llm_timeout_s: float = 120.0
     degrade_reasons: list[str] = field(default_factory=list)
     caller: ToolCaller | None = None  # who the turn runs for: the audit event of each server tool call
+    quota_owner: str | None = None  # LLMRequest.owner: whose per-user queue quota its model calls count in
     # Personalization: rebuilds `messages` with context (ContextService.prepare) inside the turn's own
     # task, so the actor stays responsive; returns (messages, degrade reasons).
     prepare: Callable[[], Awaitable[tuple[list[dict[str, Any]], list[str]]]] | None = None
@@ -102,6 +103,7 @@ class Turn:
                 temperature=spec.temperature,
                 max_tokens=spec.max_tokens,
                 extra=spec.extra,
+                owner=spec.quota_owner,
             )
             llm_start = time.perf_counter()
             first = True
@@ -142,7 +144,7 @@ class Turn:
                 yield TurnFailed(err.code, str(err), 504, self.text)
                 return
             except EngineError as err:
-                yield TurnFailed(err.code, str(err), err.status, self.text)
+                yield TurnFailed(err.code, str(err), err.status, self.text, getattr(err, "headers", None))
                 return
             labelled(TURN_STAGE, "llm_total").observe(time.perf_counter() - llm_start)
             text = "".join(round_text)

@@ -55,6 +55,8 @@ QUEUE_EVENTS = Counter(
 )
 AUTH_FAILURES = Counter("cozy_auth_failures_total", "Refused requests by reason.", ["reason"])
 RATE_LIMITED = Counter("cozy_rate_limited_total", "Requests refused by the rate limiter.", [])
+QUOTA_REFUSED = Counter("cozy_quota_refused_total", "Requests refused by a per-user quota.", ["kind"])
+QUOTA_HELD = Gauge("cozy_quota_slots_held", "Per-user quota slots held now (all users together).", ["kind"])
 AUDIT_DROPPED = Counter("cozy_audit_dropped_total", "Audit events dropped because the buffer was full.", [])
 
 INTERRUPT_LATENCY = Histogram(

@@ -8,15 +8,16 @@ import dataclasses
 import uuid
 from typing import Any
 
+from cozy_actors.auth.principal import Principal
 from cozy_actors.config import AppConfig
 from cozy_actors.config.models import RealtimeLimitsConfig
 from cozy_actors.conversation.resolve import resolve
 from cozy_actors.engines.llm.router import LLMRouter
 from cozy_actors.engines.tools.base import ToolCatalog
 from cozy_actors.personalities import PersonalityStore
+from cozy_actors.quotas import Quotas, ServerFull, get_quotas
 from cozy_actors.runtime import ActorRef, StopReason, Supervisor, SupervisorFull
 from cozy_actors.storage import ConversationStore
-from cozy_core.errors import CozyError
 from cozy_media.workers import get_pool
 
 from .actor import RealtimeActor
@@ -38,8 +39,10 @@ class RealtimeService:
         speech_lead_ms: float = 200.0,
         context: Any = None,
         limits: RealtimeLimitsConfig | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self.app = app
+        self.quotas = quotas if quotas is not None else get_quotas()
         self.supervisor = supervisor
         self.personalities = personalities
         self.llms = llms
@@ -70,15 +73,18 @@ class RealtimeService:
         allowed_tools: list[str] | None = None,
         user_id: str | None = None,
         key_id: str | None = None,
+        principal: Principal | None = None,
     ) -> ActorRef:
-        """Start a session actor; raises CozyError (404 personality, 503 at capacity)."""
+        """Start a session actor; raises CozyError (404 personality, 429 over the caller's
+        realtime_sessions_per_user, WebRTC calls included; 503 at capacity)."""
         backlog, limit = get_pool().pending, self.app.sessions.max_pool_backlog
         if self.deps.speech is not None and limit is not None and backlog >= limit:
-            raise CozyError(
+            raise ServerFull(
                 f"server is at capacity: {backlog} inference jobs queued (limit {limit}); retry shortly",
-                code="RESOURCE_EXHAUSTED",
-                status=503,
+                self.app.quotas.retry_after_s,
             )
+        owner = self.quotas.owner(principal)
+        self.quotas.acquire_for("realtime_sessions", owner).release()  # refuse early, before any lookup
         resolved = await resolve(
             self.personalities,
             self.llms,
@@ -109,9 +115,14 @@ class RealtimeService:
             )
 
         try:
-            ref = await self.supervisor.spawn(factory, f"sess_{uuid.uuid4().hex[:24]}", policy=self.policy)
+            ref = await self.supervisor.spawn(
+                factory,
+                f"sess_{uuid.uuid4().hex[:24]}",
+                policy=self.policy,
+                lease=lambda: self.quotas.acquire_for("realtime_sessions", owner),  # released when it ends
+            )
         except SupervisorFull as exc:
-            raise CozyError(f"server is at capacity: {exc}", code="RESOURCE_EXHAUSTED", status=503) from exc
+            raise ServerFull(f"server is at capacity: {exc}", self.app.quotas.retry_after_s) from exc
         for old in [r for r in self._owners if not r.alive]:
             del self._owners[old]
         self._owners[ref] = (user_id, key_id)

@@ -148,6 +148,7 @@ class ActorRef:
         self._hard_cancelled = False
         self._result: tuple[StopReason, str | None] | None = None
         self._stopped = asyncio.Event()
+        self._stop_callbacks: list[Callable[[], None]] = []
         self._started_at = self._last_activity = time.monotonic()
 
     def __repr__(self) -> str:
@@ -193,6 +194,14 @@ class ActorRef:
         await self._stopped.wait()
         assert self._result is not None
         return self._result
+
+    def add_stop_callback(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` exactly once when the actor has finished, however it ends (at once if it
+        has already): what a quota lease or other per-actor slot is released by."""
+        if self._result is not None:
+            callback()
+        else:
+            self._stop_callbacks.append(callback)
 
     @property
     def alive(self) -> bool:
@@ -380,6 +389,12 @@ class ActorRef:
                 self._on_finished(self)
             except Exception:
                 log.exception("%s: on_finished callback failed", self)
+        callbacks, self._stop_callbacks = self._stop_callbacks, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("%s: stop callback failed", self)
         self._stopped.set()
         # Ephemeral text turns stop NORMAL once per request: keep those out of the info log.
         level = logging.DEBUG if reason is StopReason.NORMAL else logging.INFO

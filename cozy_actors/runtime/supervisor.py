@@ -15,7 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from cozy_actors.runtime.actor import _WAITING, Actor, ActorRef, StopReason
 from cozy_actors.runtime.directory import Directory
@@ -43,6 +43,15 @@ class SupervisorPolicy:
     max_actors: int | None = None  # admission control: spawn() raises SupervisorFull when reached
     max_loop_lag_s: float | None = None  # admission control: refuse spawns while loop lag exceeds this
     on_stop_timeout_s: float | None = 5.0  # on_stop may not hold a stop up for longer than this
+
+
+class Releasable(Protocol):
+    def release(self) -> None: ...
+
+
+# Called only when a new actor is about to be built (not when get_or_spawn finds a live one): may
+# raise to refuse it (a per-user quota); what it returns is released when that actor finishes.
+LeaseFn = Callable[[], Releasable]
 
 
 class SupervisorFull(RuntimeError):
@@ -84,10 +93,11 @@ class Supervisor:
         actor_id: str | None = None,
         *,
         policy: SupervisorPolicy | None = None,
+        lease: LeaseFn | None = None,
     ) -> ActorRef:
         """Build ``factory(actor_id)`` and start it; returns at once (on_start runs in the actor task,
         messages sent meanwhile are queued). The factory is reused for every restart."""
-        return self._spawn_now(factory, actor_id, policy)
+        return self._spawn_now(factory, actor_id, policy, lease)
 
     async def get_or_spawn(
         self,
@@ -95,16 +105,21 @@ class Supervisor:
         factory: Callable[[str], Actor],
         *,
         policy: SupervisorPolicy | None = None,
+        lease: LeaseFn | None = None,
     ) -> ActorRef:
         """The live actor for ``actor_id``, spawning it if needed. Race-free: lookup and registration
         happen without yielding to the loop, so concurrent callers get the same ref."""
         existing = self.directory.get(actor_id)
         if existing is not None and existing.alive:
             return existing
-        return self._spawn_now(factory, actor_id, policy)
+        return self._spawn_now(factory, actor_id, policy, lease)
 
     def _spawn_now(
-        self, factory: Callable[[str], Actor], actor_id: str | None, policy: SupervisorPolicy | None
+        self,
+        factory: Callable[[str], Actor],
+        actor_id: str | None,
+        policy: SupervisorPolicy | None,
+        lease: LeaseFn | None = None,
     ) -> ActorRef:
         """Synchronous on purpose: no await between the alive check and the registration."""
         effective = policy if policy is not None else self.policy
@@ -113,12 +128,20 @@ class Supervisor:
         existing = self.directory.get(actor_id)
         if existing is not None and existing.alive:
             raise ValueError(f"actor {actor_id!r} is already alive")
-        instance = factory(actor_id)
-        if not isinstance(instance, Actor):
-            raise TypeError(f"factory returned {type(instance).__name__}, not an Actor")
-        if instance.actor_id != actor_id:
-            raise ValueError(f"factory built actor_id {instance.actor_id!r}, expected {actor_id!r}")
-        ref = ActorRef(instance, factory=factory, policy=effective, on_finished=self._on_finished)
+        held = lease() if lease is not None else None
+        try:
+            instance = factory(actor_id)
+            if not isinstance(instance, Actor):
+                raise TypeError(f"factory returned {type(instance).__name__}, not an Actor")
+            if instance.actor_id != actor_id:
+                raise ValueError(f"factory built actor_id {instance.actor_id!r}, expected {actor_id!r}")
+            ref = ActorRef(instance, factory=factory, policy=effective, on_finished=self._on_finished)
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
+        if held is not None:
+            ref.add_stop_callback(held.release)
         self.directory.register(ref)
         self._refs.add(ref)
         ref._start(predecessor=existing)  # a stopping namesake flushes before this one starts
@@ -144,6 +167,13 @@ class Supervisor:
                     f"event loop overloaded: lag {lag * 1000:.0f} ms exceeds the "
                     f"{policy.max_loop_lag_s * 1000:.0f} ms admission limit"
                 )
+
+    def evict_if_idle(self, ref: ActorRef, detail: str) -> bool:
+        """Stop ``ref`` now (IDLE_TIMEOUT) if it is idle, as the idle timer would later; True if so.
+        Lets a user's new conversation replace one of its idle ones instead of being refused."""
+        if not ref.alive or ref._phase != _WAITING or len(ref._mailbox) or ref.instance.busy:
+            return False
+        return ref._request_stop(StopReason.IDLE_TIMEOUT, detail)
 
     def _ensure_background(self) -> None:
         if not self.loadmon.running:

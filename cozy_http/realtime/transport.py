@@ -94,12 +94,13 @@ async def realtime_endpoint(ws: WebSocket) -> None:
             session_id=q.get("cozy_session_id"),
             user_id=getattr(ws.state, "principal", None) and ws.state.principal.user_id,
             key_id=getattr(ws.state, "principal", None) and ws.state.principal.key_id,
+            principal=getattr(ws.state, "principal", None),
         )
     except CozyError as exc:
         await ws.send_text(
             orjson.dumps({**_error_event(exc.message, exc.code, param=exc.param), "event_id": f"{prefix}0"}).decode()
         )
-        await ws.close(code=1008 if exc.status < 500 else 1013, reason=exc.code)
+        await ws.close(code=1013 if exc.status == 429 or exc.status >= 500 else 1008, reason=exc.code)
         return
 
     async def writer() -> None:

@@ -29,6 +29,7 @@ import numpy as np
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from cozy_actors.quotas import QuotaExceeded
 from cozy_actors.stt_streams import StreamEnd
 from cozy_core.errors import CozyError
 from cozy_media.audio.g711 import alaw_decode, ulaw_decode
@@ -230,11 +231,18 @@ async def stt_stream(ws: WebSocket) -> None:
     max_message = services.settings.api.stt_stream.max_message_bytes
     stream = _Stream(ws)
     principal = getattr(ws.state, "principal", None)
+    try:  # per-user share (app.quotas.stt_streams_per_user), released in the finally below
+        quota = services.quotas.acquire("stt_streams", principal)
+    except QuotaExceeded as exc:
+        await stream.error(exc)
+        await ws.close(code=1013, reason=exc.code)
+        return
     try:
         lease = services.stt_streams.open(
             stream.end_soon, user_id=principal and principal.user_id, key_id=principal and principal.key_id
         )
     except CozyError as exc:
+        quota.release()
         await stream.error(exc)
         await ws.close(code=1013, reason=exc.code)
         return
@@ -278,6 +286,7 @@ async def stt_stream(ws: WebSocket) -> None:
         pass
     finally:
         lease.release()
+        quota.release()
         if forwarder is not None and not forwarder.done():
             forwarder.cancel()
         if stream.session is not None:

@@ -68,7 +68,7 @@ async def chat_completions(request: Request) -> Response:
         handle.cancel()
         raise
     if isinstance(first, TurnFailed):
-        return error_response(CozyError(first.message, code=first.code, status=first.status))
+        return error_response(CozyError(first.message, code=first.code, status=first.status), first.headers)
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return EventStreamResponse(_sse(handle, first, events, include_usage))
@@ -111,7 +111,7 @@ async def _complete(handle: TurnHandle, first: Any, events: AsyncIterator[Any]) 
         elif isinstance(event, TurnDone):
             done = event
         elif isinstance(event, TurnFailed):
-            return error_response(CozyError(event.message, code=event.code, status=event.status))
+            return error_response(CozyError(event.message, code=event.code, status=event.status), event.headers)
         return None
 
     if (resp := await consume(first)) is not None:

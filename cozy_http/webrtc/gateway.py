@@ -268,6 +268,7 @@ class WebRTCGateway:
             session_id=session_id or f"call_{uuid.uuid4().hex}",  # every call's turns are kept
             user_id=principal.user_id,
             key_id=principal.key_id,
+            principal=principal,
         )
         personality = self.services.personalities.get(personality_id)
         bridge.bind(ref, self.session_config(personality.voice.voice if personality else None))

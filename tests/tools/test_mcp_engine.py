@@ -94,6 +94,8 @@ async def test_discovery_maps_names_schemas_and_side_effects(shared: Any) -> Non
         "notes_lookup_fact": "read-only",
         "notes_wipe_notes": "dangerous",  # destructiveHint true
     }
+    # t_crash carries no annotations: the MCP spec's defaults (not read-only, destructive) apply.
+    assert by_name["t_crash"]["side_effect"] == "dangerous"
     fact = by_name["notes_lookup_fact"]
     assert fact["source"] == "mcp:notes" and fact["offered"] is True
     assert fact["parameters"]["required"] == ["topic"] and fact["parameters"]["type"] == "object"

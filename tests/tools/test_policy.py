@@ -75,17 +75,22 @@ def test_prefix_defaults_and_disabled_blank() -> None:
 @pytest.mark.parametrize(
     ("floor", "hints", "expected"),
     [
-        ("read-only", {}, "read-only"),
+        # No hints at all, or no destructiveHint on a tool that is not read-only: the MCP spec's
+        # defaults (readOnlyHint false, destructiveHint true) make it destructive.
+        ("read-only", {}, "dangerous"),
         ("read-only", {"read_only_hint": True}, "read-only"),
-        ("read-only", {"read_only_hint": False}, "write"),
+        ("read-only", {"read_only_hint": False}, "dangerous"),
+        ("read-only", {"open_world_hint": False}, "dangerous"),
         ("read-only", {"read_only_hint": False, "destructive_hint": False}, "write"),
+        ("read-only", {"destructive_hint": False}, "write"),
         ("read-only", {"read_only_hint": False, "destructive_hint": True}, "dangerous"),
         ("read-only", {"destructive_hint": True}, "dangerous"),
         ("read-only", {"read_only_hint": True, "destructive_hint": True}, "read-only"),  # spec: ignored when read-only
         ("read-only", {"read_only_hint": True, "open_world_hint": True}, "network"),
         ("write", {"read_only_hint": True}, "write"),  # a server cannot talk its way below the floor
         ("dangerous", {"read_only_hint": True}, "dangerous"),
-        ("network", {"read_only_hint": False}, "network"),
+        ("network", {"read_only_hint": False, "destructive_hint": False}, "network"),
+        ("network", {"read_only_hint": False}, "dangerous"),
     ],
 )
 def test_annotations_raise_the_configured_floor(floor: str, hints: dict[str, Any], expected: str) -> None:

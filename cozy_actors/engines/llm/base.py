@@ -22,6 +22,7 @@ class LLMRequest:
     max_tokens: int | None = None
     # Other OpenAI sampling fields (top_p, stop, seed, penalties, response_format, ...), passed through.
     extra: dict[str, Any] = field(default_factory=dict)
+    owner: str | None = None  # quota key of the caller (a single-lane engine limits each owner's queue)
 
 
 @dataclass(slots=True)
@@ -59,6 +60,12 @@ class LLMEngine(Engine):
     kind: ClassVar[str] = "llm"
     api_version: ClassVar[int] = 1
     supports_tools: ClassVar[bool] = True
+    single_lane: ClassVar[bool] = False  # one generation at a time: callers queue (per-user queue quota)
+
+    @property
+    def max_tokens_limit(self) -> int | None:
+        """The largest max_tokens a client may ask for (None: no ceiling here; the upstream decides)."""
+        return None
 
     def __init__(self, model_id: str, options: Any) -> None:
         self.model_id = model_id

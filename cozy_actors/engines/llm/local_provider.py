@@ -4,6 +4,11 @@ Generation runs on the shared inference pool, never on the event loop; tokens cr
 `call_soon_threadsafe`. A llama context is not thread-safe, so each loaded model serves one
 generation at a time (waiters queue on an asyncio lock, not on pool threads). Models load once per
 process and are shared by every engine instance that names the same file.
+
+Fair share: the lane is held for a whole generation (up to the turn's llm_timeout_s), so each
+user may have only `app.quotas.llm_queue_per_user` requests waiting for or on it (429 beyond),
+and `max_tokens_limit` caps how long one generation may be (a client asking for more gets 400 from
+the chat service; personality defaults and realtime sessions are clamped to it here).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
+from cozy_actors.quotas import Lease, QuotaExceeded, get_quotas
 from cozy_core.engines import EngineError, EngineOptions, Health, blank_to_none
 from cozy_media.workers import get_pool
 
@@ -45,7 +51,8 @@ class LocalOptions(EngineOptions):
     model_path: str | None = None
     n_ctx: int = Field(2048, ge=256)
     n_threads: int = Field(2, ge=1)
-    max_tokens: int = Field(256, ge=1)
+    max_tokens: int = Field(256, ge=1)  # when neither the client nor the personality says
+    max_tokens_limit: int = Field(1024, ge=1)  # ceiling of a request's max_tokens (the lane is single)
 
     @field_validator("model_path", mode="before")
     @classmethod
@@ -66,6 +73,7 @@ def _load(path: str, n_ctx: int, n_threads: int) -> Any:
 class LocalLLM(LLMEngine):
     provider: ClassVar[str] = "local"
     supports_tools: ClassVar[bool] = False
+    single_lane: ClassVar[bool] = True
     Options = LocalOptions
 
     def __init__(self, model_id: str, options: LocalOptions) -> None:
@@ -73,6 +81,10 @@ class LocalLLM(LLMEngine):
         self._llama: Any = None
         self._gen_lock = asyncio.Lock()
         self._error = ""
+
+    @property
+    def max_tokens_limit(self) -> int | None:
+        return self.options.max_tokens_limit
 
     @property
     def path(self) -> Path:
@@ -100,7 +112,7 @@ class LocalLLM(LLMEngine):
         kwargs: dict[str, Any] = {
             "messages": request.messages,
             "stream": True,
-            "max_tokens": request.max_tokens or self.options.max_tokens,
+            "max_tokens": min(request.max_tokens or self.options.max_tokens, self.options.max_tokens_limit),
         }
         if request.temperature is not None:
             kwargs["temperature"] = request.temperature
@@ -119,27 +131,31 @@ class LocalLLM(LLMEngine):
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, None)
 
-        async with self._gen_lock:
-            job = asyncio.ensure_future(get_pool().run(generate))
-            prompt_tokens = completion_tokens = 0
-            finish = "stop"
-            try:
-                while (item := await queue.get()) is not None:
-                    if isinstance(item, BaseException):
-                        raise EngineError(f"local model failed: {item}", code="ENGINE_ERROR") from item
-                    choice = item["choices"][0]
-                    text = (choice.get("delta") or {}).get("content")
-                    if text:
-                        completion_tokens += 1
-                        yield LLMTextDelta(text)
-                    if choice.get("finish_reason"):
-                        finish = choice["finish_reason"]
-                prompt_tokens = self._count_prompt(request.messages)
-                yield LLMFinish(finish)
-                yield LLMUsage(prompt_tokens, completion_tokens)
-            finally:
-                stop.set()
-                await asyncio.shield(job)
+        lease = _queue_lease(request.owner)
+        try:
+            async with self._gen_lock:
+                job = asyncio.ensure_future(get_pool().run(generate))
+                prompt_tokens = completion_tokens = 0
+                finish = "stop"
+                try:
+                    while (item := await queue.get()) is not None:
+                        if isinstance(item, BaseException):
+                            raise EngineError(f"local model failed: {item}", code="ENGINE_ERROR") from item
+                        choice = item["choices"][0]
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            completion_tokens += 1
+                            yield LLMTextDelta(text)
+                        if choice.get("finish_reason"):
+                            finish = choice["finish_reason"]
+                    prompt_tokens = self._count_prompt(request.messages)
+                    yield LLMFinish(finish)
+                    yield LLMUsage(prompt_tokens, completion_tokens)
+                finally:
+                    stop.set()
+                    await asyncio.shield(job)
+        finally:
+            lease.release()
 
     def _count_prompt(self, messages: list[dict[str, Any]]) -> int:
         text = "\n".join(str(m.get("content") or "") for m in messages)
@@ -147,3 +163,13 @@ class LocalLLM(LLMEngine):
             return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False))
         except Exception:
             return len(text.split())
+
+
+def _queue_lease(owner: str | None) -> Lease:
+    """A place in the lane's queue for `owner` (held while waiting and generating), or a 429."""
+    try:
+        return get_quotas().acquire_for("llm_queue", owner)
+    except QuotaExceeded as exc:
+        err = EngineError(exc.message, code=exc.code, status=429)
+        err.headers = exc.headers  # Retry-After reaches the client (TurnFailed.headers)
+        raise err from None

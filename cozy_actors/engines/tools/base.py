@@ -3,11 +3,15 @@
 Policy lives here, not in the Turn: offered = personality allowlist ∩ request allowed_tools ∩
 allowed side-effect levels. Execution validates arguments against the tool's JSON schema first, so
 a model's malformed call becomes a tool error message it can read, never a crash.
+
+A handler may be a coroutine function (I/O: MCP) or a plain function (CPU: the built-ins); plain
+ones run on a small thread pool of their own (`offload.py`), never on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -20,9 +24,11 @@ import orjson
 from cozy_actors.observability.metrics import TOOL_CALLS, labelled
 
 from .audit import ToolCaller, ToolCallRecord, args_digest
+from .offload import run_blocking
 
 SideEffect = Literal["read-only", "write", "network", "dangerous"]
-ToolHandler = Callable[[dict[str, Any]], Awaitable[Any]]
+# async (awaited on the loop) or sync (run on the tool thread pool); either is bounded by the turn's timeout
+ToolHandler = Callable[[dict[str, Any]], Awaitable[Any]] | Callable[[dict[str, Any]], Any]
 CallHook = Callable[[ToolCallRecord], None]
 log = logging.getLogger("cozy.tools")
 
@@ -40,6 +46,11 @@ class Tool:
     handler: ToolHandler
     source: str = "builtin"  # builtin | mcp:<server>
     timeout_s: float | None = None  # its own per-call bound (MCP servers), under the turn's
+
+    @property
+    def blocking(self) -> bool:
+        """A plain-function handler: it runs off the event loop (see offload.py)."""
+        return not inspect.iscoroutinefunction(self.handler)
 
     def schema(self) -> dict[str, Any]:
         """The OpenAI `tools` entry for this tool."""
@@ -122,7 +133,10 @@ class ToolCatalog:
             if not isinstance(args, dict):
                 raise jsonschema.ValidationError("arguments must be a JSON object")
             jsonschema.validate(args, tool.parameters)
-            value = await asyncio.wait_for(tool.handler(args), timeout)
+            if tool.blocking:
+                value = await run_blocking(tool.handler, args, timeout=timeout)
+            else:
+                value = await asyncio.wait_for(tool.handler(args), timeout)
             content = value if isinstance(value, str) else orjson.dumps(value).decode()
         except orjson.JSONDecodeError as exc:
             content, error = _error(f"arguments are not valid JSON: {exc}"), "invalid_json"

@@ -258,13 +258,15 @@ def side_effect_of(config: MCPServerConfig, tool: mcp_types.Tool) -> SideEffect:
         return config.tool_side_effects[tool.name]
     level = LEVELS.index(config.side_effect)
     hints = tool.annotations
-    if hints is not None:
-        if hints.read_only_hint is False:
-            level = max(level, LEVELS.index("write"))
-        if hints.read_only_hint is not True and hints.destructive_hint is True:
+    # Missing hints take the MCP spec's defaults: readOnlyHint false, and then destructiveHint true.
+    # So a tool that does not say it is read-only or non-destructive is graded `dangerous`.
+    read_only = hints is not None and hints.read_only_hint is True
+    if not read_only:
+        level = max(level, LEVELS.index("write"))
+        if hints is None or hints.destructive_hint is not False:
             level = max(level, LEVELS.index("dangerous"))
-        if hints.open_world_hint is True:
-            level = max(level, LEVELS.index("network"))
+    if hints is not None and hints.open_world_hint is True:
+        level = max(level, LEVELS.index("network"))
     return LEVELS[level]
 
 
