@@ -84,6 +84,10 @@ class Infra:
             requests_per_minute=rl.requests_per_minute, burst=rl.burst, link=self.redis, enabled=rl.enabled
         )
         self.auth.limiter = self.ratelimit
+        afl = sec.auth_failure_limit
+        self.auth.failures.limiter = RateLimiter(
+            requests_per_minute=afl.per_client_per_minute, burst=afl.per_client_burst, link=self.redis
+        )
         self.cache = Cache("general", self.redis, l1_ttl_s=min(30.0, st.cache_ttl_s))
         self.first_admin_key: str | None = None
         self.started = False
