@@ -14,15 +14,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from tests.e2e.accounts import api, audit_events, auth, make_user, sdk, wait_for
-from tests.e2e.conftest import (
-    ADMIN_KEY,
-    STUB_MODEL,
-    CozyServer,
-    assert_error_body,
-    new_session_id,
-    start_cozy_server,
-    user,
-)
+from tests.e2e.conftest import ADMIN_KEY, STUB_MODEL, CozyServer, assert_error_body, new_session_id, user
 from tests.support.procs import StubLLMServer
 
 ADMIN_ROUTES = [
@@ -212,11 +204,11 @@ def test_openapi_documents_the_new_routes_and_bearer_auth(cozy_server: CozyServe
 @pytest.fixture(scope="module")
 def proxied_server(stub_llm: StubLLMServer) -> Iterator[CozyServer]:
     """A server behind a reverse proxy on 127.0.0.1 (security.trusted_proxies)."""
+    from tests.e2e.conftest import start_cozy_server
+
     server = start_cozy_server(stub_llm, extra_env={"COZY_TRUSTED_PROXIES": "127.0.0.1"})
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield server  # pytest runs the rest at teardown, whatever the tests did
+    server.stop()
 
 
 def test_password_guessing_is_throttled_per_user_and_per_client(proxied_server: CozyServer) -> None:

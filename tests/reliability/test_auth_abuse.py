@@ -35,20 +35,16 @@ SAMPLED = ("cozy_audit_sampled_out_total", {"type": "auth.failed", "reason": "ra
 def server(stub_llm: StubLLMServer) -> Iterator[CozyServer]:
     """The shipped configuration: no trusted proxies."""
     s = start_cozy_server(stub_llm)
-    try:
-        yield s
-    finally:
-        s.stop()
+    yield s  # pytest runs the rest at teardown, whatever the tests did
+    s.stop()
 
 
 @pytest.fixture(scope="module")
 def proxied(stub_llm: StubLLMServer) -> Iterator[CozyServer]:
     """Behind a reverse proxy on 127.0.0.1 (security.trusted_proxies)."""
     s = start_cozy_server(stub_llm, extra_env={"COZY_TRUSTED_PROXIES": "127.0.0.1"})
-    try:
-        yield s
-    finally:
-        s.stop()
+    yield s
+    s.stop()
 
 
 def from_address(address: str, **kw: Any) -> httpx.Client:
