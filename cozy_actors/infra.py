@@ -15,7 +15,6 @@ from typing import Any
 
 import platformdirs
 
-from cozy_actors.audit import TOPIC as AUDIT_TOPIC
 from cozy_actors.audit import AuditLog
 from cozy_actors.auth.service import AuthService
 from cozy_actors.cache import Cache, RateLimiter, RedisLink
@@ -48,7 +47,9 @@ def redact_url(url: str) -> str:
 
 
 class Infra:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, queue_on_redis: bool = True) -> None:
+        """`queue_on_redis=False` (the CLI): background writes go through the in-process queue,
+        which `stop` drains into the database, so a short-lived process leaves nothing behind."""
         st = settings.storage
         self.settings = settings
         url = st.database_url.get_secret_value() if st.database_url else None
@@ -67,12 +68,13 @@ class Infra:
             else None
         )
         q = st.queue
-        self.queue = WriteQueue(QueuePolicy(q.max_attempts, q.batch_size, q.retry_after_s, q.block_s), self.redis)
+        policy = QueuePolicy(q.max_attempts, q.batch_size, q.retry_after_s, q.block_s)
+        self.queue = WriteQueue(policy, self.redis if queue_on_redis else None)
         self.audit = AuditLog(self.queue)
         self.users = PgUserStore(self.db)
         self.sessions = PgSessionStore(self.db)
         self.audit_store = PgAuditStore(self.db)
-        self.queue.register(AUDIT_TOPIC, self.audit_store.insert_many)
+        self.audit.attach(self.audit_store.insert_many)  # admin actions: a lane that never drops
         sec = settings.security
         self.auth = AuthService(
             self.users, sec, audit=self.audit, cache=Cache("auth", self.redis, l1_ttl_s=sec.auth_cache_ttl_s)
@@ -82,6 +84,10 @@ class Infra:
             requests_per_minute=rl.requests_per_minute, burst=rl.burst, link=self.redis, enabled=rl.enabled
         )
         self.auth.limiter = self.ratelimit
+        afl = sec.auth_failure_limit
+        self.auth.failures.limiter = RateLimiter(
+            requests_per_minute=afl.per_client_per_minute, burst=afl.per_client_burst, link=self.redis
+        )
         self.cache = Cache("general", self.redis, l1_ttl_s=min(30.0, st.cache_ttl_s))
         self.first_admin_key: str | None = None
         self.started = False

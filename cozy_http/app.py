@@ -20,6 +20,7 @@ from cozy_core.errors import CozyError
 
 from .auth import AuthMiddleware
 from .body_limit import BodyLimitMiddleware
+from .client_address import ClientAddress
 from .errors import handle_cozy_error, handle_http_exception, handle_unexpected
 from .middleware import RequestContextMiddleware
 from .openapi import build_openapi, docs, openapi_json
@@ -130,7 +131,8 @@ def create_app(settings: Settings, services: CozyServices | None = None) -> Star
     )
     # Innermost: CORS preflights are answered without a token; everything else not public needs one.
     public = [*settings.security.public_paths, *(webrtc.public_paths() if webrtc else [])]  # /ui signs in itself
-    middleware.append(Middleware(AuthMiddleware, services=services, public_paths=public))
+    client_address = ClientAddress(settings.security.trusted_proxies)  # one rule for every per-address limit
+    middleware.append(Middleware(AuthMiddleware, services=services, public_paths=public, client_address=client_address))
     app = Starlette(
         routes=routes,
         middleware=middleware,
@@ -144,6 +146,7 @@ def create_app(settings: Settings, services: CozyServices | None = None) -> Star
     app.state.services = services
     app.state.settings = settings
     app.state.webrtc = webrtc
+    app.state.client_address = client_address
     app.state.openapi = build_openapi(package_version())
     if webrtc is not None:
         app.state.openapi["paths"].update(webrtc.openapi_paths())

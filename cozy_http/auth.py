@@ -3,7 +3,9 @@
 Pure ASGI, like the request-context middleware: no task or body copy per request. Every path
 needs a token except `security.public_paths` (and `POST /v1/auth/token`, which is how one gets a
 JWT). WebSockets may carry the key as the `openai-insecure-api-key.<key>` subprotocol, because
-browsers cannot set headers. The principal lands in `request.state.principal`.
+browsers cannot set headers. The principal lands in `request.state.principal`. The caller's
+address (cozy_http.client_address: the peer, or via trusted proxies X-Forwarded-For) goes with the
+token, so failed authentications are limited per address before any lookup.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from cozy_actors.auth.principal import Principal, RateLimited
 from cozy_actors.observability.metrics import RATE_LIMITED
 from cozy_core.errors import CozyError
 
+from .client_address import ClientAddress
 from .context import current_request_id
 from .errors import error_response
 
@@ -41,10 +44,13 @@ def bearer_token(scope: Scope) -> str | None:
 
 
 class AuthMiddleware:
-    def __init__(self, app: ASGIApp, *, services: object, public_paths: list[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, *, services: object, public_paths: list[str], client_address: ClientAddress | None = None
+    ) -> None:
         self.app = app
         self.services = services
         self.public = tuple(p.rstrip("/") or "/" for p in public_paths)
+        self.client_address = client_address or ClientAddress()
 
     def is_public(self, path: str) -> bool:
         if path == TOKEN_PATH:
@@ -58,7 +64,10 @@ class AuthMiddleware:
         services = self.services
         try:
             principal: Principal = await services.auth.authenticate(  # type: ignore[attr-defined]
-                bearer_token(scope), request_id=current_request_id(), path=scope["path"]
+                bearer_token(scope),
+                request_id=current_request_id(),
+                path=scope["path"],
+                client=self.client_address(scope),
             )
             decision = await services.ratelimit.check(  # type: ignore[attr-defined]
                 principal.rate_key, principal.rate_limit_rpm, principal.rate_limit_burst

@@ -53,6 +53,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         lifespan="on",
         timeout_graceful_shutdown=10,
         server_header=False,
+        # The client address is ours to work out (security.trusted_proxies, cozy_http.client_address):
+        # uvicorn must not rewrite it from X-Forwarded-For (by default it trusts 127.0.0.1 for that).
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     server.run()

@@ -50,8 +50,10 @@ async def _accounts(settings: Settings) -> AsyncIterator[Accounts]:
     from cozy_actors.cache.broadcast import Broadcaster
     from cozy_actors.infra import Infra
 
-    infra = Infra(settings)
-    # With Redis, running servers hear about revocations and disabled users at once.
+    # Audit events go straight to the database (the in-process queue, drained by stop()): no Redis
+    # consumer to outlive the command. With Redis, running servers hear about revocations and
+    # disabled users at once (a publish; nothing is subscribed).
+    infra = Infra(settings, queue_on_redis=False)
     infra.auth.broadcast = Broadcaster(infra.redis)
     try:
         await infra.open_database()

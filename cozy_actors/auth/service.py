@@ -4,6 +4,9 @@ The hot path is `authenticate`: a verified token is remembered for `auth_cache_t
 and in Redis for the other nodes) keyed by its SHA-256, so a request normally costs one hash and
 one dict lookup. Every refusal is counted and written to the audit trail.
 
+Failed authentications are limited per client address before any lookup (failures.py). An
+unknown API key is remembered for UNKNOWN_TOKEN_S, so repeating it costs no database read either.
+
 An admin's change (key revoked, user disabled or re-roled) is felt at once on the node that made
 it: `forget` marks the user or key, and a cached verification older than the mark is checked
 against the database again. Other nodes trust their own caches for up to `auth_cache_ttl_s`.
@@ -33,11 +36,13 @@ from cozy_actors.storage.users import PgUserStore
 from cozy_core.errors import Invalid
 
 from . import tokens
+from .failures import FailureLimit
 from .principal import ROLES, AuthInvalid, AuthMissing, BadCredentials, Forbidden, Principal, RateLimited
 
 log = logging.getLogger("cozy.auth")
 LOCAL_USER = "local"
 ADMIN_USER = "admin"
+UNKNOWN_TOKEN_S = 5.0  # an unknown API key (or a JWT of a gone user) is refused from memory this long
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,9 @@ class AuthService:
         self.ephemeral_secret = secret is None
         self.secret = secret or secrets.token_urlsafe(48)
         self.local: Principal | None = None
+        self.unknown = TTLCache(50_000)  # digests of tokens refused lately: refused again without a read
         self.limiter: Any = None  # a RateLimiter for password attempts (set by the infrastructure)
+        self.failures = FailureLimit(security.auth_failure_limit, audit)  # its .limiter: set by the infra
         self.broadcast: Any = None  # a Broadcaster: revocations reach the other nodes at once
         self.on_end_sessions: Callable[[str | None, str | None], Any] | None = None  # (user_id, key_id)
 
@@ -118,19 +125,43 @@ class AuthService:
             return again[0]
 
     # ------------------------------------------------------------------ per request
-    async def authenticate(self, token: str | None, *, request_id: str | None = None, path: str = "") -> Principal:
+    async def authenticate(
+        self, token: str | None, *, request_id: str | None = None, path: str = "", client: str | None = None
+    ) -> Principal:
+        """Who `token` is; `client` (the caller's address) is charged for each failure."""
         if not self.enabled:
             assert self.local is not None, "AuthService.start() was not called"
             return self.local
-        if not token:
-            self._refuse("missing", request_id, path)
+        digest = hashlib.sha256(token.encode()).hexdigest() if token else None
+        if digest is not None:
+            cached = self.l1.get(digest)
+            if cached is not None:
+                if not self._changed_since(cached[0], cached[1]):
+                    return cached[0]
+                self.l1.delete(digest)
+        charged = await self.failures.charge(client, request_id, path)  # 429 past the limit: no lookup
+        try:
+            principal = await self._lookup(token, digest, request_id, path, client)
+        except (AuthMissing, AuthInvalid):
+            raise  # a failure: the attempt stays counted
+        except Exception:
+            if charged:
+                await self.failures.refund(client)
+            raise
+        if charged:
+            await self.failures.refund(client)
+        return principal
+
+    async def _lookup(
+        self, token: str | None, digest: str | None, request_id: str | None, path: str, client: str | None
+    ) -> Principal:
+        if not token or digest is None:
+            self._refuse("missing", request_id, path, client=client)
             raise AuthMissing()
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        cached = self.l1.get(digest)
-        if cached is not None:
-            if not self._changed_since(cached[0], cached[1]):
-                return cached[0]
-            self.l1.delete(digest)
+        refused = self.unknown.get(digest)
+        if refused is not None:  # refused a moment ago: again, without a lookup
+            self._refuse(refused, request_id, path, client=client, key_prefix=tokens.key_prefix(token))
+            raise AuthInvalid()
         started = time.monotonic()  # before the lookups: a change made while they run marks this stale
         principal, ttl = await self._from_l2(digest)
         if principal is not None and self._changed_since(principal, -math.inf):
@@ -138,7 +169,12 @@ class AuthService:
             if self.l2 is not None:
                 await self.l2.delete(digest)
         if principal is None:
-            principal, ttl = await self._verify(token, request_id, path)
+            try:
+                principal, ttl = await self._verify(token, request_id, path, client)
+            except AuthInvalid:
+                reason = "jwt_invalid" if tokens.looks_like_jwt(token) else "unknown_key"
+                self.unknown.set(digest, reason, UNKNOWN_TOKEN_S)
+                raise
             if self.l2 is not None:
                 await self.l2.set(digest, principal.to_dict(), ttl)
         self.l1.set(digest, (principal, started), ttl)
@@ -160,6 +196,7 @@ class AuthService:
         A mark outlives every cache entry that can predate it (entries live `auth_cache_ttl_s`);
         other nodes' in-process caches still answer from theirs for up to that long."""
         now, ttl = time.monotonic(), 2 * self.ttl_s + 1
+        self.unknown.clear()  # e.g. a disabled user enabled again: their keys are no longer unknown
         if user_id:
             self.changed.set(f"user:{user_id}", now, ttl)
         if key_id:
@@ -180,6 +217,7 @@ class AuthService:
     def forget_all(self) -> None:
         """Drop every cached verification (a node that may have missed `forget` notices)."""
         self.l1.clear()
+        self.unknown.clear()
 
     async def _from_l2(self, digest: str) -> tuple[Principal | None, float]:
         if self.l2 is None:
@@ -187,25 +225,27 @@ class AuthService:
         data = await self.l2.get(digest)
         return (Principal.from_dict(data), min(self.ttl_s, self.l2.l1_ttl_s)) if data else (None, 0.0)
 
-    async def _verify(self, token: str, request_id: str | None, path: str) -> tuple[Principal, float]:
+    async def _verify(
+        self, token: str, request_id: str | None, path: str, client: str | None
+    ) -> tuple[Principal, float]:
         if tokens.looks_like_jwt(token):
             try:
                 claims = tokens.decode_jwt(token, self.secret)
             except jwt.ExpiredSignatureError:
-                self._refuse("jwt_expired", request_id, path)
+                self._refuse("jwt_expired", request_id, path, client=client)
                 raise AuthInvalid("the JWT has expired; get a new one from POST /v1/auth/token") from None
             except jwt.PyJWTError:
-                self._refuse("jwt_invalid", request_id, path)
+                self._refuse("jwt_invalid", request_id, path, client=client)
                 raise AuthInvalid() from None
             user = await self.users.get(str(claims["sub"]))
             if user is None or user.disabled:
-                self._refuse("jwt_user_gone", request_id, path, user_id=str(claims["sub"]))
+                self._refuse("jwt_user_gone", request_id, path, client=client, user_id=str(claims["sub"]))
                 raise AuthInvalid()
             ttl = min(self.ttl_s, max(0.0, float(claims["exp"]) - time.time()))
             return Principal(user.id, user.name, user.role, "jwt"), ttl
         match = await self.users.find_key(tokens.hash_key(token))
         if match is None:
-            self._refuse("unknown_key", request_id, path, key_prefix=tokens.key_prefix(token))
+            self._refuse("unknown_key", request_id, path, client=client, key_prefix=tokens.key_prefix(token))
             raise AuthInvalid()
         u = match.user
         principal = Principal(
@@ -215,6 +255,8 @@ class AuthService:
 
     def _refuse(self, reason: str, request_id: str | None, path: str, **detail: Any) -> None:
         AUTH_FAILURES.labels(reason).inc()
+        if detail.get("client") is None:
+            detail.pop("client", None)
         self.audit.record(
             "auth.failed",
             outcome="denied",

@@ -19,6 +19,8 @@ from typing import Any
 import orjson
 from redis.exceptions import RedisError
 
+from cozy_core.aio import cancel_and_wait
+
 from .link import RedisDown, RedisLink
 
 log = logging.getLogger("cozy.broadcast")
@@ -55,11 +57,8 @@ class Broadcaster:
             self._task = asyncio.create_task(self._listen(), name="cozy-broadcast")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)  # a single cancel can be lost inside redis-py on Python 3.11
 
     async def _listen(self) -> None:
         assert self.link is not None

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 
 from .link import RedisDown, RedisLink
 
-# KEYS[1] bucket; ARGV: rate (tokens/s), burst. Server time, so nodes with skewed clocks agree.
+# KEYS[1] bucket; ARGV: rate (tokens/s), burst, cost (1: take a token; -1: give one back).
+# Server time, so nodes with skewed clocks agree.
 _LUA = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3] or '1')
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
@@ -22,8 +24,11 @@ local ts = tonumber(b[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
 local allowed = 0
 local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
+if cost < 0 then
+  tokens = math.min(burst, tokens - cost)
+  allowed = 1
+elseif tokens >= 1 then
+  tokens = tokens - cost
   allowed = 1
 else
   wait = (1 - tokens) / rate
@@ -50,13 +55,17 @@ class LocalBuckets:
         self.max_keys = max_keys
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
-    def take(self, key: str, rate: float, burst: int) -> Decision:
+    def take(self, key: str, rate: float, burst: int, cost: int = 1) -> Decision:
+        """Take `cost` tokens (a negative cost gives tokens back, up to `burst`)."""
         now = time.monotonic()
         tokens, ts = self._buckets.get(key, (float(burst), now))
         tokens = min(float(burst), tokens + max(0.0, now - ts) * rate)
-        if tokens >= 1:
+        if cost < 0:
             decision = Decision(True)
-            tokens -= 1
+            tokens = min(float(burst), tokens - cost)
+        elif tokens >= 1:
+            decision = Decision(True)
+            tokens -= cost
         else:
             decision = Decision(False, (1 - tokens) / rate)
         self._buckets[key] = (tokens, now)
@@ -79,6 +88,14 @@ class RateLimiter:
 
     async def check(self, key: str, rpm: float | None = None, burst: int | None = None) -> Decision:
         """Take one token from `key`'s bucket (`rpm`/`burst` override the defaults, e.g. per API key)."""
+        return await self._take(key, rpm, burst, 1)
+
+    async def refund(self, key: str, rpm: float | None = None, burst: int | None = None) -> None:
+        """Give back the token a `check` took, when what it guarded turned out not to count (a limit
+        on failures takes before the work, so concurrent attempts cannot overshoot it)."""
+        await self._take(key, rpm, burst, -1)
+
+    async def _take(self, key: str, rpm: float | None, burst: int | None, cost: int) -> Decision:
         if not self.enabled:
             return Decision(True)
         rate = (rpm or self.default_rpm) / 60.0
@@ -87,9 +104,10 @@ class RateLimiter:
             script = self._script
             rkey = self.link.key("rl", key)
             try:
-                allowed, wait = await self.link.call("ratelimit", lambda r: script(keys=[rkey], args=[rate, burst]))
+                args = [rate, burst, cost]
+                allowed, wait = await self.link.call("ratelimit", lambda r: script(keys=[rkey], args=args))
             except RedisDown:
                 pass
             else:
                 return Decision(bool(int(allowed)), float(wait))
-        return self.local.take(key, rate, burst)
+        return self.local.take(key, rate, burst, cost)

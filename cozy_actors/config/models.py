@@ -5,6 +5,7 @@ Every model forbids unknown keys: a typo in a config file must stop the server, 
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -368,6 +369,23 @@ class LoginLimitConfig(_Strict):
     per_client_burst: int = Field(10, ge=1)
 
 
+class AuthFailureLimitConfig(_Strict):
+    """Failed authentications (missing, unknown or bad tokens) per client address: a token bucket
+    checked before any cache or database lookup, so a flood of bogus tokens costs neither database
+    work nor an audit event each. A token already verified and cached is never refused here."""
+
+    enabled: bool = True
+    per_client_per_minute: float = Field(30.0, gt=0)
+    per_client_burst: int = Field(20, ge=1)
+
+
+def _split_list(value: Any) -> Any:
+    """`a, b` (e.g. from one environment variable) -> ["a", "b"]; an empty string -> []."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
 class SecurityConfig(_Strict):
     auth_enabled: bool = True
     jwt_secret_key: SecretStr | None = None
@@ -377,8 +395,24 @@ class SecurityConfig(_Strict):
     auth_cache_ttl_s: float = Field(30.0, ge=0)  # how long a verified key/JWT is trusted without a lookup
     rate_limit: RateLimitConfig = RateLimitConfig()
     login_limit: LoginLimitConfig = LoginLimitConfig()
+    auth_failure_limit: AuthFailureLimitConfig = AuthFailureLimitConfig()
+    # Reverse proxies whose X-Forwarded-For is believed (addresses or CIDRs); empty: none, the
+    # client address is the socket peer. Used by every per-address limit (tokens and sign-ins).
+    trusted_proxies: list[str] = []
 
     _none = field_validator("jwt_secret_key", "bootstrap_admin_key", mode="before")(_empty_to_none)
+    _split = field_validator("trusted_proxies", mode="before")(_split_list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        out = []
+        for item in value:
+            try:
+                out.append(str(ipaddress.ip_network(item, strict=False)))
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR") from None
+        return out
 
     @field_validator("bootstrap_admin_key")
     @classmethod

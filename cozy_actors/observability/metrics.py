@@ -57,7 +57,14 @@ AUTH_FAILURES = Counter("cozy_auth_failures_total", "Refused requests by reason.
 RATE_LIMITED = Counter("cozy_rate_limited_total", "Requests refused by the rate limiter.", [])
 QUOTA_REFUSED = Counter("cozy_quota_refused_total", "Requests refused by a per-user quota.", ["kind"])
 QUOTA_HELD = Gauge("cozy_quota_slots_held", "Per-user quota slots held now (all users together).", ["kind"])
-AUDIT_DROPPED = Counter("cozy_audit_dropped_total", "Audit events dropped because the buffer was full.", [])
+AUDIT_DROPPED = Counter(
+    "cozy_audit_dropped_total", "auth.failed audit events dropped because their bounded lane was full.", []
+)
+AUDIT_SAMPLED_OUT = Counter(
+    "cozy_audit_sampled_out_total",
+    "Audit events not written because they repeat a refusal already recorded (e.g. a rate-limited flood).",
+    ["type", "reason"],
+)
 
 INTERRUPT_LATENCY = Histogram(
     "cozy_interrupt_latency_seconds",

@@ -24,10 +24,12 @@ class WriteQueue:
     def backend(self) -> str:
         return "redis" if self.streams is not None else "memory"
 
-    def register(self, topic: str, handler: Handler) -> None:
-        self.local.register(topic, handler)
+    def register(self, topic: str, handler: Handler, *, bounded: bool = True) -> None:
+        """`bounded=False`: entries of this topic are never dropped for space (the in-process queue
+        grows, the Redis stream is not trimmed); for writes that must not be lost, e.g. admin audit."""
+        self.local.register(topic, handler, bounded=bounded)
         if self.streams is not None:
-            self.streams.register(topic, handler)
+            self.streams.register(topic, handler, bounded=bounded)
 
     async def publish(self, topic: str, payload: Payload) -> None:
         if self.streams is not None and self.link is not None and self.link.available:

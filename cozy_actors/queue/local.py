@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from cozy_actors.observability.metrics import QUEUE_BACKLOG, QUEUE_EVENTS
+from cozy_core.aio import cancel_and_wait
 
 from .base import Handler, Payload, QueuePolicy
 
@@ -39,9 +40,12 @@ class LocalQueue:
         self._max_dead = max_dead
         self._busy: dict[str, int] = {}  # entries being processed now
         self._waiting: dict[str, int] = {}  # failed entries waiting for their retry
+        self._unbounded: set[str] = set()
 
-    def register(self, topic: str, handler: Handler) -> None:
+    def register(self, topic: str, handler: Handler, *, bounded: bool = True) -> None:
         self._handlers[topic] = handler
+        if not bounded:
+            self._unbounded.add(topic)
         self._queues.setdefault(topic, asyncio.Queue())
         self.dead.setdefault(topic, deque(maxlen=self._max_dead))
         self._busy.setdefault(topic, 0)
@@ -51,7 +55,7 @@ class LocalQueue:
         queue = self._queues.get(topic)
         if queue is None:
             raise KeyError(f"no handler registered for topic {topic!r}")
-        if queue.qsize() >= self.max_size:
+        if queue.qsize() >= self.max_size and topic not in self._unbounded:
             QUEUE_EVENTS.labels(topic, "dropped").inc()
             log.error("background queue %s is full (%d entries): dropping an entry", topic, queue.qsize())
             return
@@ -83,9 +87,7 @@ class LocalQueue:
             handle.cancel()
         self._delayed.clear()
         workers, self._workers = self._workers, {}
-        for task in workers.values():
-            task.cancel()
-        await asyncio.gather(*workers.values(), return_exceptions=True)
+        await cancel_and_wait(*workers.values(), timeout=max(1.0, deadline - loop.time()))
         left = {t: self.backlog(t) for t in self._queues if self.backlog(t)}
         if left:
             log.error("background queue stopped with unprocessed entries: %s", left)

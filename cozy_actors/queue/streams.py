@@ -20,6 +20,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from cozy_actors.cache.link import RedisDown, RedisLink
 from cozy_actors.observability.metrics import QUEUE_BACKLOG, QUEUE_EVENTS
+from cozy_core.aio import cancel_and_wait
 
 from .base import Handler, Payload, QueuePolicy
 
@@ -39,6 +40,7 @@ class StreamQueue:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._groups: set[str] = set()
         self._backlog: dict[str, int] = {}
+        self._maxlen: dict[str, int | None] = {}
 
     def stream(self, topic: str) -> str:
         return self.link.key("stream", topic)
@@ -46,14 +48,15 @@ class StreamQueue:
     def dead_stream(self, topic: str) -> str:
         return self.link.key("dead", topic)
 
-    def register(self, topic: str, handler: Handler) -> None:
+    def register(self, topic: str, handler: Handler, *, bounded: bool = True) -> None:
         self._handlers[topic] = handler
+        self._maxlen[topic] = _MAXLEN if bounded else None  # None: the stream is never trimmed
 
     async def publish(self, topic: str, payload: Payload) -> None:
         """XADD; raises RedisDown (the caller falls back to the in-process queue)."""
         data = orjson.dumps(payload)
-        key = self.stream(topic)
-        await self.link.call("queue", lambda r: r.xadd(key, {"data": data}, maxlen=_MAXLEN, approximate=True))
+        key, maxlen = self.stream(topic), self._maxlen.get(topic, _MAXLEN)
+        await self.link.call("queue", lambda r: r.xadd(key, {"data": data}, maxlen=maxlen, approximate=True))
 
     def backlog(self, topic: str) -> int:
         return self._backlog.get(topic, 0)
@@ -66,9 +69,7 @@ class StreamQueue:
     async def stop(self, timeout: float = 5.0) -> None:
         """Stop consuming; entries left in the stream are picked up by the next process (durable)."""
         tasks, self._tasks = self._tasks, {}
-        for task in tasks.values():
-            task.cancel()
-        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        await cancel_and_wait(*tasks.values(), timeout=timeout)  # a single cancel can be lost (3.11)
 
     async def _ensure_group(self, topic: str) -> None:
         if topic in self._groups:

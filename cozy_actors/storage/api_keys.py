@@ -61,17 +61,19 @@ class PgApiKeyQueries:
         return str(key_id)
 
     async def find_key(self, key_hash: bytes) -> KeyMatch | None:
-        """The active key with this hash and its enabled user; marks the key used."""
+        """The active key with this hash and its enabled user; marks the key used.
+
+        A read first: an unknown key (a flood of bogus tokens) costs one indexed read, never a write."""
         row = await self.db.fetchrow(
             "api_key.find",
-            "UPDATE api_keys k SET last_used_at = now() FROM users u "
-            "WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND u.id = k.user_id AND NOT u.disabled "
-            "RETURNING k.id AS key_id, k.prefix, k.rate_limit_rpm, k.rate_limit_burst, "
-            "u.id, u.name, u.role, u.disabled, u.created_at",
+            "SELECT k.id AS key_id, k.prefix, k.rate_limit_rpm, k.rate_limit_burst, "
+            "u.id, u.name, u.role, u.disabled, u.created_at FROM api_keys k JOIN users u ON u.id = k.user_id "
+            "WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND NOT u.disabled",
             key_hash,
         )
         if row is None:
             return None
+        await self.db.execute("api_key.used", "UPDATE api_keys SET last_used_at = now() WHERE id = $1", row["key_id"])
         return KeyMatch(
             user_record(row), str(row["key_id"]), row["prefix"], row["rate_limit_rpm"], row["rate_limit_burst"]
         )

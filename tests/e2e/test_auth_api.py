@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 
 import httpx
 import openai
@@ -14,6 +15,7 @@ from websockets.sync.client import connect
 
 from tests.e2e.accounts import api, audit_events, auth, make_user, sdk, wait_for
 from tests.e2e.conftest import ADMIN_KEY, STUB_MODEL, CozyServer, assert_error_body, new_session_id, user
+from tests.support.procs import StubLLMServer
 
 ADMIN_ROUTES = [
     ("POST", "/v1/personalities/reload"),
@@ -199,13 +201,24 @@ def test_openapi_documents_the_new_routes_and_bearer_auth(cozy_server: CozyServe
     assert doc["components"]["schemas"]["UserUpdate"]["additionalProperties"] is False
 
 
-def test_password_guessing_is_throttled_per_user_and_per_client(cozy_server: CozyServer) -> None:
+@pytest.fixture(scope="module")
+def proxied_server(stub_llm: StubLLMServer) -> Iterator[CozyServer]:
+    """A server behind a reverse proxy on 127.0.0.1 (security.trusted_proxies)."""
+    from tests.e2e.conftest import start_cozy_server
+
+    server = start_cozy_server(stub_llm, extra_env={"COZY_TRUSTED_PROXIES": "127.0.0.1"})
+    yield server  # pytest runs the rest at teardown, whatever the tests did
+    server.stop()
+
+
+def test_password_guessing_is_throttled_per_user_and_per_client(proxied_server: CozyServer) -> None:
     """5 attempts per user name, then 429 + Retry-After even with the right password; 10 per client."""
+    cozy_server = proxied_server
     account, _ = make_user(cozy_server, password="the right password")
     url = f"{cozy_server.root_url}/v1/auth/token"
 
     def attempt(name: str, password: str, client: str) -> httpx.Response:
-        # uvicorn takes the client address from X-Forwarded-For sent by a trusted proxy (127.0.0.1).
+        # The client address is X-Forwarded-For's right-most entry sent by the trusted proxy (127.0.0.1).
         return httpx.post(url, json={"username": name, "password": password}, headers={"x-forwarded-for": client})
 
     for i in range(5):

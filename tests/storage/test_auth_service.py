@@ -23,8 +23,8 @@ class Harness:
         self.db = db
         self.queue = WriteQueue(QueuePolicy(batch_size=50, retry_after_s=0.1))
         self.audit_store = PgAuditStore(db)
-        self.queue.register("audit", self.audit_store.insert_many)
         self.audit = AuditLog(self.queue)
+        self.audit.attach(self.audit_store.insert_many)
         self.users = PgUserStore(db)
         cfg = SecurityConfig(jwt_secret_key="test-secret-test-secret-test-secret", **security)
         self.auth = AuthService(self.users, cfg, audit=self.audit)

@@ -73,6 +73,18 @@ async def test_rate_limiter_token_bucket(backend: str, redis_link: RedisLink) ->
         assert not (await other.check("k1")).allowed
 
 
+@pytest.mark.parametrize("backend", ["redis", "memory"])
+async def test_rate_limiter_refund_gives_a_token_back_up_to_the_burst(backend: str, redis_link: RedisLink) -> None:
+    """What the failed-authentication limit relies on: take before the work, give back on success."""
+    limiter = RateLimiter(requests_per_minute=1, burst=2, link=redis_link if backend == "redis" else None)
+    assert [(await limiter.check("f")).allowed for _ in range(3)] == [True, True, False]
+    await limiter.refund("f")
+    assert [(await limiter.check("f")).allowed for _ in range(2)] == [True, False]
+    for _ in range(5):
+        await limiter.refund("g")  # never more than the burst
+    assert [(await limiter.check("g")).allowed for _ in range(3)] == [True, True, False]
+
+
 async def test_local_queue_batches_retries_and_dead_letters() -> None:
     q = LocalQueue(FAST)
     sink = Sink()
