@@ -182,6 +182,26 @@ class ContextService:
                 labelled(CONTEXT_UPDATES, name, "ok").inc(len(records[i : i + size]))
                 labelled(CONTEXT_UPDATE_LATENCY, name).observe(time.perf_counter() - started)
 
+    async def forget_session(self, user_id: str, session_id: str) -> list[str]:
+        """A deleted session: each learning engine forgets what it taught (queued updates of it are
+        dropped when applied, see postgres.live_records). Returns the engines that cannot forget
+        (e.g. a plugin for a remote service without a delete API); the README says what remains."""
+        kept: list[str] = []
+        for name in ("memory", "profile"):
+            engine = self.engines.get(name)
+            if engine is None:
+                continue
+            forget = getattr(engine, "forget_session", None)
+            if forget is None:
+                kept.append(f"{name}:{engine.provider}")
+                continue
+            try:
+                await forget(user_id, session_id)
+            except Exception:  # the session is deleted either way; say what may remain
+                log.exception("context: %s did not forget session %s", name, session_id)
+                kept.append(f"{name}:{engine.provider}")
+        return kept
+
     async def start(self) -> None:
         for engine in self.engines.values():
             await engine.initialize()

@@ -57,6 +57,7 @@ class ChatService:
         store: ConversationStore,
         audit: Any = None,
         context: Any = None,
+        checkpoints: Any = None,
     ) -> None:
         self.app = app
         self.supervisor = supervisor
@@ -73,6 +74,7 @@ class ChatService:
             llm_timeout_s=app.turn.llm_timeout_s,
             audit=audit,
             context=context,
+            checkpoints=checkpoints,
         )
 
     async def start_turn(self, req: ChatRequest) -> TurnHandle:

@@ -18,6 +18,7 @@ from cozy_core.errors import CozyError
 from cozy_media.workers import get_pool
 
 from .actor import RealtimeActor
+from .persist import WritePolicy
 from .response import Emit
 from .session import RealtimeDeps
 
@@ -35,6 +36,8 @@ class RealtimeService:
         speech: Any = None,
         speech_lead_ms: float = 200.0,
         context: Any = None,
+        checkpoints: Any = None,
+        write_policy: WritePolicy | None = None,
     ) -> None:
         self.app = app
         self.supervisor = supervisor
@@ -42,6 +45,7 @@ class RealtimeService:
         self.llms = llms
         self.catalog = catalog
         self._owners: dict[ActorRef, tuple[str | None, str | None]] = {}  # live session -> (user, key)
+        self._stored: dict[ActorRef, str] = {}  # live session -> the stored session it appends to
         self._stopping: set[asyncio.Task[None]] = set()
         self.deps = RealtimeDeps(
             catalog=catalog,
@@ -52,6 +56,8 @@ class RealtimeService:
             speech=speech,
             speech_lead_ms=speech_lead_ms,
             context=context,
+            checkpoints=checkpoints,
+            write_policy=write_policy or WritePolicy(),
         )
 
     async def open(
@@ -108,8 +114,24 @@ class RealtimeService:
             raise CozyError(f"server is at capacity: {exc}", code="RESOURCE_EXHAUSTED", status=503) from exc
         for old in [r for r in self._owners if not r.alive]:
             del self._owners[old]
+            self._stored.pop(old, None)
         self._owners[ref] = (user_id, key_id)
+        if session_id is not None:
+            self._stored[ref] = session_id
         return ref
+
+    def end_stored_session(self, session_id: str) -> int:
+        """The stored session was deleted: end every live session appending to it, each with an
+        `error` event (`session_deleted`). Returns how many were told to stop."""
+        refs = [r for r, sid in self._stored.items() if sid == session_id and r.alive]
+        for ref in refs:
+            self._stop(ref, StopReason.DELETED, "session deleted")
+        return len(refs)
+
+    def _stop(self, ref: ActorRef, reason: StopReason, detail: str) -> None:
+        task = asyncio.create_task(ref.stop(reason, detail))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
 
     def end_sessions(self, *, user_id: str | None = None, key_id: str | None = None) -> int:
         """End the live sessions opened by `user_id` (any credential) or with API key `key_id`:
@@ -118,9 +140,8 @@ class RealtimeService:
         for ref, (owner, key) in list(self._owners.items()):
             if not ref.alive:
                 del self._owners[ref]
+                self._stored.pop(ref, None)
             elif (user_id is not None and owner == user_id) or (key_id is not None and key == key_id):
-                task = asyncio.create_task(ref.stop(StopReason.REVOKED, "credentials revoked"))
-                self._stopping.add(task)
-                task.add_done_callback(self._stopping.discard)
+                self._stop(ref, StopReason.REVOKED, "credentials revoked")
                 ended += 1
         return ended
