@@ -113,6 +113,7 @@ class CozyServices:
         self.knowledge = KnowledgeAdmin(self.context, self.auth, self.infra.audit)
         self.sessions = SessionService(self.store, self.supervisor, self.personalities, self.infra.audit)
         self.sessions.context = self.context
+        self.context.live_sessions = self.store.live_ids  # queued updates of deleted sessions are dropped
         # Cluster notices over Redis pub/sub: what an admin changes on one node, every node applies.
         self.broadcast = Broadcaster(self.infra.redis)
         self.auth.broadcast = self.broadcast

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 from cozy_core.errors import CozyError
@@ -51,17 +52,20 @@ RETURNING c.n
 class TurnCheckpoints:
     """This node's open turns, saved every interval; also sweeps dead nodes' orphans."""
 
-    def __init__(self, db: Database, *, interval_s: float = 1.0, orphan_after_s: float = 15.0) -> None:
+    def __init__(
+        self, db: Database, *, interval_s: float = 1.0, orphan_after_s: float = 15.0, max_open_s: float = 7200.0
+    ) -> None:
         self.db = db
         self.interval_s = interval_s
         self.orphan_after_s = orphan_after_s
-        self._open: dict[str, tuple[str, str | None, Callable[[], str]]] = {}
+        self.max_open_s = max_open_s  # a turn open this long was lost (its actor crashed): let it orphan
+        self._open: dict[str, tuple[str, str | None, Callable[[], str], float]] = {}
         self._task: asyncio.Task[None] | None = None
         self.recovered = 0  # orphaned replies stored as incomplete by this node (tests, logs)
 
     def open(self, turn_id: str, session_id: str, model: str | None, text: Callable[[], str]) -> None:
         """Checkpoint this turn from now on; `text()` is read once an interval (never per token)."""
-        self._open[turn_id] = (session_id, model, text)
+        self._open[turn_id] = (session_id, model, text, time.monotonic())
 
     def close(self, turn_id: str) -> None:
         """The turn is being finalized (its append carries `checkpoint=turn_id`): stop saving it."""
@@ -80,7 +84,10 @@ class TurnCheckpoints:
 
     async def save(self) -> None:
         """One statement for every open turn: its text so far, and the heartbeat that keeps it live."""
-        rows = [(tid, sid, model, text()) for tid, (sid, model, text) in list(self._open.items())]
+        too_old = time.monotonic() - self.max_open_s
+        for tid in [t for t, entry in self._open.items() if entry[3] < too_old]:
+            del self._open[tid]  # never finalized: swept as incomplete once it is orphan_after_s old
+        rows = [(tid, sid, model, text()) for tid, (sid, model, text, _) in list(self._open.items())]
         if rows:
             ids, sids, models, texts = (list(col) for col in zip(*rows, strict=True))
             await self.db.execute("checkpoint.save", _SAVE, ids, sids, models, texts)

@@ -233,6 +233,13 @@ class PgSessionStore:
         items = [_message(r) for r in rows[:limit]]
         return Page(items, encode_cursor(items[-1].id) if len(rows) > limit else None)
 
+    async def live_ids(self, session_ids: list[str]) -> set[str]:
+        """The ids of these sessions that exist and are not deleted."""
+        rows = await self.db.fetch(
+            "session.live", "SELECT id FROM sessions WHERE id = ANY($1::text[]) AND deleted_at IS NULL", session_ids
+        )
+        return {r["id"] for r in rows}
+
     def forget_owner(self, session_id: str) -> None:
         """Another node deleted the session: stop trusting the cached ownership check."""
         self._owners.pop(session_id, None)
