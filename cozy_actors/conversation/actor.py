@@ -22,7 +22,7 @@ from cozy_actors.personalities import Personality
 from cozy_actors.runtime import Actor, StopReason
 from cozy_actors.storage import ConversationStore
 from cozy_actors.storage.base import MessageMeta
-from cozy_core.errors import CozyError
+from cozy_core.errors import CozyError, NotFound
 
 from .events import TurnFailed
 from .handle import CancelTurn, TurnFinished, TurnHandle
@@ -225,6 +225,8 @@ class ConversationActor(Actor):
                 meta=meta,
                 checkpoint=self._checkpoint(self._handle),
             )
+        except NotFound:
+            log.info("assistant message not stored: the session was deleted", extra={"session_id": self.session_id})
         except CozyError:
             log.exception("assistant message not stored", extra={"session_id": self.session_id})
 
@@ -243,6 +245,8 @@ class ConversationActor(Actor):
                         meta=MessageMeta(model=self._handle.model, incomplete=True),
                         checkpoint=self._checkpoint(self._handle),
                     )
+                except NotFound:
+                    pass  # the session was deleted (that is why it stops): nothing may be stored
                 except CozyError:
                     log.exception("partial answer not stored", extra={"session_id": self.session_id})
 
