@@ -55,8 +55,8 @@ def server(slow_stub: StubLLMServer) -> Iterator[CozyServer]:
 
 @pytest.fixture(scope="module")
 def limits(slow_stub: StubLLMServer) -> Iterator[CozyServer]:
-    """Sessions end after 6 s, or after 1.5 s without a client event while not responding."""
-    s = start_cozy_server(slow_stub, {"COZY_MAX_SESSION_S": "6", "COZY_IDLE_TIMEOUT_S": "1.5"})
+    """Sessions end after 8 s, or after 1.5 s without a client event while not responding."""
+    s = start_cozy_server(slow_stub, {"COZY_MAX_SESSION_S": "8", "COZY_IDLE_TIMEOUT_S": "1.5"})
     try:
         wait_http_ok(f"{s.root_url}/ready", timeout=120, process=s.process)
         yield s
@@ -170,7 +170,7 @@ async def test_max_duration_stores_heard_reply_incomplete(limits: CozyServer) ->
         client.realtime.connect(model="stub-model", extra_query={"cozy_session_id": session}) as conn,
     ):
         ev = Events(conn)
-        await start_reply(conn, ev)  # LONG streams for ~12 s, the session ends at 6 s
+        await start_reply(conn, ev)  # LONG streams for ~12 s, the session ends at 8 s
         errors = await ev.wait("error", timeout=20)
         assert errors[0].error.code == "session_expired"
         await await_closed(ev)
