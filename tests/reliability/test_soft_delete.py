@@ -1,5 +1,5 @@
 """Issue 10, item 5: soft delete reaches everything. Deleting a session ends its live realtime
-call with an `error` event (`session_deleted`), on this node and on another node of the cluster
+call (WebSocket or WebRTC) with an `error` event (`session_deleted`), on this node and on another node of the cluster
 (Redis broadcast); nothing more is appended to it, even by a node that had its ownership cached;
 and what memory and profile learned from it is forgotten while other sessions' facts stay.
 
@@ -22,6 +22,7 @@ from tests.reliability.conftest import ADMIN_KEY, CozyServer, start_cozy_server
 from tests.reliability.durable_support import TOKEN_MS, admin_http, await_closed, rt_client, start_reply, wait_messages
 from tests.support.pg import create_database, drop_database, drop_redis_prefix, redis_prefix
 from tests.support.procs import start_stub_llm, wait_http_ok
+from tests.webrtc.rtc_client import Call
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -84,6 +85,24 @@ async def test_delete_ends_the_live_call_on_this_node(cluster: tuple[CozyServer,
 async def test_delete_ends_the_live_call_on_another_node(cluster: tuple[CozyServer, CozyServer]) -> None:
     a, b = cluster
     await _delete_during_call(b, a)
+
+
+async def test_delete_ends_a_live_webrtc_call_on_another_node(cluster: tuple[CozyServer, CozyServer]) -> None:
+    a, b = cluster
+    session = sid()
+    call = Call(b.root_url, ADMIN_KEY, cozy_session_id=session)
+    try:
+        r = await call.offer()
+        assert r.status_code == 200, r.text
+        await call.connected()
+        closed = asyncio.Event()
+        call.pc.on("connectionstatechange", lambda: call.pc.connectionState == "closed" and closed.set())
+        async with admin_http(a) as http:
+            assert (await http.delete(f"/chat/sessions/{session}")).status_code == 200
+        await asyncio.wait_for(closed.wait(), 15)  # the server hangs up
+        assert any("session was deleted" in m for m in call.logs("warning")), call.messages
+    finally:
+        await call.close()
 
 
 def test_a_node_with_cached_ownership_appends_nothing_after_delete(cluster: tuple[CozyServer, CozyServer]) -> None:
