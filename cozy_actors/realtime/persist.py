@@ -32,6 +32,15 @@ class WritePolicy:
     max_pending: int = 1000
 
 
+def reply_meta(model: str, status: str, usage: dict[str, Any] | None) -> MessageMeta:
+    """Text chat's rule: a reply cancelled (cut off) or failed is stored `incomplete`; usage is
+    known only for a finished one."""
+    if status in ("cancelled", "failed"):
+        return MessageMeta(model=model, incomplete=True)
+    u = usage or {}
+    return MessageMeta(model=model, prompt_tokens=u.get("input_tokens"), completion_tokens=u.get("output_tokens"))
+
+
 def write_policy(cfg: Any) -> WritePolicy:
     """From `storage.durability` (DurabilityConfig)."""
     return WritePolicy(cfg.write_retry_initial_s, cfg.write_retry_max_s, cfg.flush_on_stop_s, cfg.max_pending_writes)
@@ -59,6 +68,16 @@ class SessionWriter:
         self.gone = False  # the session was deleted: writes are refused from now on
         self.on_gone: Callable[[], None] | None = None  # e.g. end the call (a deletion notice was missed)
         self.retries = 0
+
+    @classmethod
+    def of(
+        cls, memo: dict[str, Any], store: ConversationStore, session_id: str, personality_id: str, policy: WritePolicy
+    ) -> SessionWriter:
+        """The session's writer, kept in the actor's memo so a restarted actor keeps its queue."""
+        writer = memo.get("writer")
+        if writer is None:
+            writer = memo["writer"] = cls(store, session_id, personality_id, policy)
+        return writer  # type: ignore[no-any-return]
 
     @property
     def pending(self) -> int:

@@ -34,7 +34,7 @@ from .audio_out import SpeechOutput, output_rate
 from .config import SessionConfig
 from .input_buffer import InputBuffer
 from .items import Items, RealtimeError, new_id, text_of
-from .persist import SessionWriter, WritePolicy
+from .persist import SessionWriter, WritePolicy, reply_meta
 from .response import Emit, ResponseRun, ResponseState
 from .voice import VoiceTurns
 
@@ -99,11 +99,9 @@ class RealtimeSession:
         self.voice: VoiceTurns | None = None
         self.writer: SessionWriter | None = None  # one per session, kept across actor restarts
         if persist_id is not None:
-            self.writer = self.memo.get("writer")
-            if self.writer is None:
-                self.writer = self.memo["writer"] = SessionWriter(
-                    deps.store, persist_id, resolved.personality.id, deps.write_policy
-                )
+            self.writer = SessionWriter.of(
+                self.memo, deps.store, persist_id, resolved.personality.id, deps.write_policy
+            )
             self.writer.on_gone = self._deleted
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -384,21 +382,14 @@ class RealtimeSession:
             if item["id"] not in self.items:
                 self.items.add({k: v for k, v in item.items() if k != "_index"})  # keeps _audio_ms for truncate
         # Cut off (cancel, barge-in, stop) or failed: stored with what was heard, as text chat does.
-        incomplete = msg.state.status in ("cancelled", "failed")
+        meta = reply_meta(self.resolved.model, msg.state.status, msg.state.usage)
         checkpoint = msg.state.id if self.deps.checkpoints is not None and self.persist_id is not None else None
         if checkpoint is not None:
             self.deps.checkpoints.close(checkpoint)
         text = msg.state.text
-        meta = MessageMeta(model=self.resolved.model, incomplete=incomplete)
-        if msg.state.usage and not incomplete:
-            meta = MessageMeta(
-                model=self.resolved.model,
-                prompt_tokens=msg.state.usage.get("input_tokens"),
-                completion_tokens=msg.state.usage.get("output_tokens"),
-            )
         self.persist([{"role": "assistant", "content": text}] if text else [], meta=meta, checkpoint=checkpoint)
         learn = getattr(msg.run, "learn", None)
-        if text and learn is not None and not incomplete:  # memory/profile learn from the voice turn, after it
+        if text and learn is not None and not meta.incomplete:  # memory/profile learn from the voice turn, after it
             learn.messages.append({"role": "assistant", "content": text})
             task = asyncio.create_task(self.deps.context.after_turn(learn))
             task.add_done_callback(_log_failure)
