@@ -21,6 +21,7 @@ from cozy_actors.cache import Cache, RateLimiter, RedisLink
 from cozy_actors.config import Settings
 from cozy_actors.queue import QueuePolicy, WriteQueue
 from cozy_actors.storage.audit import PgAuditStore
+from cozy_actors.storage.checkpoints import TurnCheckpoints
 from cozy_actors.storage.db import Database
 from cozy_actors.storage.embedded import EmbeddedPostgres
 from cozy_actors.storage.migrate import migrate
@@ -73,6 +74,10 @@ class Infra:
         self.audit = AuditLog(self.queue)
         self.users = PgUserStore(self.db)
         self.sessions = PgSessionStore(self.db)
+        dur = st.durability
+        self.checkpoints = TurnCheckpoints(
+            self.db, interval_s=dur.checkpoint_interval_s, orphan_after_s=dur.orphan_turn_after_s
+        )
         self.audit_store = PgAuditStore(self.db)
         self.audit.attach(self.audit_store.insert_many)  # admin actions: a lane that never drops
         sec = settings.security
@@ -125,6 +130,7 @@ class Infra:
             else:
                 log.info("redis: not configured; in-process cache, rate limiter and queue")
             await self.queue.start()
+            await self.checkpoints.start()  # also stores what a crashed node cut off as incomplete
             await self.audit.start()
             self.first_admin_key = await self.auth.start()
         except BaseException:
@@ -135,6 +141,7 @@ class Infra:
     async def stop(self) -> None:
         """Flush audit events and queued writes, then close Redis, the pool and the embedded server."""
         self.started = False
+        await self.checkpoints.stop()
         await self.audit.stop()
         await self.queue.stop()
         if self.redis is not None:

@@ -23,6 +23,7 @@ from cozy_actors.engines.tools.engine import ToolsConfigError, ToolsEngine
 from cozy_actors.infra import Infra
 from cozy_actors.personalities import PersonalityStore
 from cozy_actors.quotas import configure_quotas
+from cozy_actors.realtime.persist import write_policy
 from cozy_actors.realtime.service import RealtimeService
 from cozy_actors.runtime import LoopLagMonitor, Supervisor, SupervisorPolicy
 from cozy_actors.stt_streams import SttStreams
@@ -111,15 +112,20 @@ class CozyServices:
             audit=self.infra.audit,
             context=self.context,
             quotas=self.quotas,
+            checkpoints=self.infra.checkpoints,
         )
         self.knowledge = KnowledgeAdmin(self.context, self.auth, self.infra.audit)
         self.sessions = SessionService(self.store, self.supervisor, self.personalities, self.infra.audit)
+        self.sessions.context = self.context
+        self.context.live_sessions = self.store.live_ids  # queued updates of deleted sessions are dropped
         # Cluster notices over Redis pub/sub: what an admin changes on one node, every node applies.
         self.broadcast = Broadcaster(self.infra.redis)
         self.auth.broadcast = self.broadcast
         self.broadcast.on("personalities.reload", self._reload_personalities)
         self.broadcast.on("tools.refresh", self._refresh_tools)
         self.broadcast.on("auth.forget", self._forget_auth)
+        self.broadcast.on("session.deleted", self.sessions.on_deleted_elsewhere)
+        self.sessions.broadcast = self.broadcast
         self.admin = AdminService(
             s,
             auth=self.auth,
@@ -143,7 +149,10 @@ class CozyServices:
             context=self.context,
             limits=s.api.realtime,
             quotas=self.quotas,
+            checkpoints=self.infra.checkpoints,
+            write_policy=write_policy(s.storage.durability),
         )
+        self.sessions.realtime = self.realtime
 
     # --- another node's notices (data None: we may have missed some while disconnected) --------
     async def _reload_personalities(self, data: dict[str, Any] | None) -> None:

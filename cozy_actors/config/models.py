@@ -315,6 +315,17 @@ class QueueConfig(_Strict):
     block_s: float = Field(1.0, gt=0)  # how long a Redis consumer waits for new entries per read
 
 
+class DurabilityConfig(_Strict):
+    """Durable turns (issue 10, item 6): per-session ordered writes, retries, crash checkpoints."""
+
+    checkpoint_interval_s: float = Field(1.0, gt=0)  # a streaming reply's text is checkpointed this often
+    orphan_turn_after_s: float = Field(15.0, gt=0)  # a checkpoint not touched this long: its node died
+    write_retry_initial_s: float = Field(0.2, gt=0)  # a failed voice-turn write is retried after this ...
+    write_retry_max_s: float = Field(5.0, gt=0)  # ... doubling up to this
+    flush_on_stop_s: float = Field(3.0, gt=0)  # a stopping session waits this long for its pending writes
+    max_pending_writes: int = Field(1000, ge=1)  # per session; beyond it the oldest are dropped (logged)
+
+
 class StorageConfig(_Strict):
     database_url: SecretStr | None = None  # empty: embedded PostgreSQL under app.data_dir/postgres
     redis_url: SecretStr | None = None  # empty: in-process cache, rate limiter and queue
@@ -327,6 +338,7 @@ class StorageConfig(_Strict):
     redis_retry_s: float = Field(5.0, gt=0)  # after a failure, in-process fallbacks for this long
     cache_ttl_s: float = Field(300.0, gt=0)
     queue: QueueConfig = QueueConfig()
+    durability: DurabilityConfig = DurabilityConfig()
 
     _none = field_validator("database_url", "redis_url", mode="before")(_empty_to_none)
 

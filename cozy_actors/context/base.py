@@ -40,13 +40,25 @@ class TurnRecord:
     user_id: str
     personality_id: str
     messages: list[dict[str, Any]] = field(default_factory=list)
+    session_id: str | None = None  # the stored session it came from: deleting it forgets what was learned
 
     def payload(self) -> dict[str, Any]:
-        return {"user_id": self.user_id, "personality_id": self.personality_id, "messages": self.messages}
+        return {
+            "user_id": self.user_id,
+            "personality_id": self.personality_id,
+            "messages": self.messages,
+            "session_id": self.session_id,
+        }
 
     @classmethod
     def from_payload(cls, p: dict[str, Any]) -> TurnRecord:
-        return cls(str(p["user_id"]), str(p.get("personality_id", "")), list(p.get("messages") or []))
+        sid = p.get("session_id")
+        return cls(
+            str(p["user_id"]),
+            str(p.get("personality_id", "")),
+            list(p.get("messages") or []),
+            str(sid) if sid else None,
+        )
 
 
 class KnowledgeEngine(Engine):

@@ -202,7 +202,32 @@ class MemoryOptions(PgOptions):
     max_facts_per_user: int = Field(500, ge=1)
 
 
+async def live_records(conn: Any, records: list[TurnRecord]) -> list[TurnRecord]:
+    """The records whose session is not deleted, read under a share lock on those sessions: a
+    concurrent soft delete waits for this transaction (and its purge then removes what it wrote),
+    or has committed and its records are dropped here. So a queued update of a deleted session is
+    never applied, with no window between the check and the write."""
+    sids = sorted({r.session_id for r in records if r.session_id})
+    if not sids:
+        return records
+    rows = await conn.fetch(
+        "SELECT id FROM sessions WHERE id = ANY($1::text[]) AND deleted_at IS NULL ORDER BY id FOR SHARE", sids
+    )
+    live = {r["id"] for r in rows}
+    return [r for r in records if not r.session_id or r.session_id in live]
+
+
+def by_session(records: list[TurnRecord]) -> dict[str, list[TurnRecord]]:
+    """Records grouped by their session ('' for none), in arrival order."""
+    out: dict[str, list[TurnRecord]] = {}
+    for r in records:
+        out.setdefault(r.session_id or "", []).append(r)
+    return out
+
+
 class PgMemory(_PgEngine, MemoryEngine):
+    """Facts remember which sessions taught them (`sources`); deleting the last one forgets the fact."""
+
     Options = MemoryOptions
 
     async def search(self, query: ContextQuery) -> list[ContextItem]:
@@ -220,16 +245,21 @@ class PgMemory(_PgEngine, MemoryEngine):
         return [ContextItem("memory", r["fact"], float(r["rank"])) for r in rows]
 
     async def update(self, records: list[TurnRecord]) -> None:
-        found = extract(records)
-        if not found:
+        if not extract(records):
             return
         async with self.db.transaction("memory.update") as conn:
-            for user_id, got in found.items():
-                await conn.executemany(
-                    "INSERT INTO memory_facts (user_id, fact) VALUES ($1, $2)"
-                    " ON CONFLICT (user_id, fact) DO UPDATE SET updated_at = now()",
-                    [(user_id, f) for f in got.facts],
-                )
+            users: set[str] = set()
+            for sid, group in by_session(await live_records(conn, records)).items():
+                for user_id, got in extract(group).items():
+                    users.add(user_id)
+                    await conn.executemany(
+                        "INSERT INTO memory_facts (user_id, fact, sources) VALUES ($1, $2, ARRAY[$3::text])"
+                        " ON CONFLICT (user_id, fact) DO UPDATE SET updated_at = now(), sources ="
+                        " CASE WHEN $3 = ANY(memory_facts.sources) THEN memory_facts.sources"
+                        " ELSE memory_facts.sources || $3::text END",
+                        [(user_id, f, sid) for f in got.facts],
+                    )
+            for user_id in users:
                 await conn.execute(
                     "DELETE FROM memory_facts WHERE user_id = $1 AND id NOT IN"
                     " (SELECT id FROM memory_facts WHERE user_id = $1 ORDER BY updated_at DESC LIMIT $2)",
@@ -237,8 +267,32 @@ class PgMemory(_PgEngine, MemoryEngine):
                     self.options.max_facts_per_user,
                 )
 
+    async def forget_session(self, user_id: str, session_id: str) -> None:
+        """Forget what only `session_id` taught (a fact another session also taught stays)."""
+        async with self.db.transaction("memory.forget") as conn:
+            await conn.execute(
+                "UPDATE memory_facts SET sources = array_remove(sources, $2) WHERE user_id = $1 AND $2 = ANY(sources)",
+                user_id,
+                session_id,
+            )
+            await conn.execute("DELETE FROM memory_facts WHERE user_id = $1 AND sources = '{}'", user_id)
+
+
+def merge_attributes(attrs: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """`new` over `attrs`; likes accumulate (the last 20 kept)."""
+    out = dict(attrs)
+    for key, value in new.items():
+        if key == "likes":
+            out["likes"] = list(dict.fromkeys([*out.get("likes", []), *value]))[-20:]
+        else:
+            out[key] = value
+    return out
+
 
 class PgProfile(_PgEngine, ProfileEngine):
+    """The profile is rebuilt from per-session contributions (oldest first), so deleting a session
+    takes back exactly what it taught."""
+
     async def get(self, user_id: str) -> dict[str, Any]:
         row = await self.db.fetchrow(
             "profile.get", "SELECT attributes, summary FROM user_profiles WHERE user_id = $1", user_id
@@ -253,23 +307,64 @@ class PgProfile(_PgEngine, ProfileEngine):
         return [ContextItem("profile", profile["summary"], 1.0)] if profile.get("summary") else []
 
     async def update(self, records: list[TurnRecord]) -> None:
-        found = {u: e for u, e in extract(records).items() if e.attributes}
-        for user_id, got in found.items():
-            async with self.db.transaction("profile.update") as conn:
-                row = await conn.fetchrow("SELECT attributes FROM user_profiles WHERE user_id = $1 FOR UPDATE", user_id)
-                attrs = dict(row["attributes"]) if row else {}
-                for key, value in got.attributes.items():
-                    if key == "likes":
-                        attrs["likes"] = list(dict.fromkeys([*attrs.get("likes", []), *value]))[-20:]
-                    else:
-                        attrs[key] = value
-                await conn.execute(
-                    "INSERT INTO user_profiles (user_id, attributes, summary) VALUES ($1, $2, $3)"
-                    " ON CONFLICT (user_id) DO UPDATE SET attributes = $2, summary = $3, updated_at = now()",
-                    user_id,
-                    attrs,
-                    summarize(attrs),
-                )
+        if not any(e.attributes for e in extract(records).values()):
+            return
+        async with self.db.transaction("profile.update") as conn:
+            touched: set[str] = set()
+            for sid, group in by_session(await live_records(conn, records)).items():
+                for user_id, got in extract(group).items():
+                    if not got.attributes:
+                        continue
+                    if user_id not in touched:
+                        await _lock_user(conn, user_id)
+                        touched.add(user_id)
+                    row = await conn.fetchrow(
+                        "SELECT attributes FROM profile_contributions WHERE user_id = $1 AND session_id = $2",
+                        user_id,
+                        sid,
+                    )
+                    attrs = merge_attributes(dict(row["attributes"]) if row else {}, got.attributes)
+                    await conn.execute(
+                        "INSERT INTO profile_contributions (user_id, session_id, attributes) VALUES ($1, $2, $3)"
+                        " ON CONFLICT (user_id, session_id) DO UPDATE SET attributes = $3, updated_at = now()",
+                        user_id,
+                        sid,
+                        attrs,
+                    )
+            for user_id in touched:
+                await _rebuild(conn, user_id)
+
+    async def forget_session(self, user_id: str, session_id: str) -> None:
+        """Drop what `session_id` taught and rebuild the profile from the other sessions."""
+        async with self.db.transaction("profile.forget") as conn:
+            await _lock_user(conn, user_id)
+            await conn.execute(
+                "DELETE FROM profile_contributions WHERE user_id = $1 AND session_id = $2", user_id, session_id
+            )
+            await _rebuild(conn, user_id)
+
+
+async def _lock_user(conn: Any, user_id: str) -> None:
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('cozy.profile:' || $1))", user_id)
+
+
+async def _rebuild(conn: Any, user_id: str) -> None:
+    rows = await conn.fetch(
+        "SELECT attributes FROM profile_contributions WHERE user_id = $1 ORDER BY updated_at, created_at", user_id
+    )
+    attrs: dict[str, Any] = {}
+    for r in rows:
+        attrs = merge_attributes(attrs, dict(r["attributes"]))
+    if not attrs:
+        await conn.execute("DELETE FROM user_profiles WHERE user_id = $1", user_id)
+        return
+    await conn.execute(
+        "INSERT INTO user_profiles (user_id, attributes, summary) VALUES ($1, $2, $3)"
+        " ON CONFLICT (user_id) DO UPDATE SET attributes = $2, summary = $3, updated_at = now()",
+        user_id,
+        attrs,
+        summarize(attrs),
+    )
 
 
 def _titled(title: str, content: str) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,9 @@ class ContextService:
             "memory": config.memory_timeout_s,
         }
         self.queue = queue
+        # Which of these session ids are live (not deleted)? Set by the services; the built-in
+        # engines also check in their own transaction, this spares the others (remote services).
+        self.live_sessions: Callable[[list[str]], Awaitable[set[str]]] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._prefetched: dict[ContextQuery, tuple[float, asyncio.Task[tuple[list[ContextItem], list[str]]]]] = {}
         if queue is not None:
@@ -166,7 +170,7 @@ class ContextService:
 
     async def apply_updates(self, payloads: list[dict[str, Any]]) -> None:
         """The queue handler: a batch of turns to each learning engine; raising makes the queue retry."""
-        records = [TurnRecord.from_payload(p) for p in payloads]
+        records = await self._live([TurnRecord.from_payload(p) for p in payloads])
         size = self.config.update_batch_size
         for name in ("memory", "profile"):
             engine = self.engines.get(name)
@@ -181,6 +185,34 @@ class ContextService:
                     raise
                 labelled(CONTEXT_UPDATES, name, "ok").inc(len(records[i : i + size]))
                 labelled(CONTEXT_UPDATE_LATENCY, name).observe(time.perf_counter() - started)
+
+    async def _live(self, records: list[TurnRecord]) -> list[TurnRecord]:
+        """Drop the updates of deleted sessions (queued before the delete, applied after it)."""
+        sids = sorted({r.session_id for r in records if r.session_id})
+        if not sids or self.live_sessions is None:
+            return records
+        live = await self.live_sessions(sids)  # a storage error raises: the queue retries the batch
+        return [r for r in records if not r.session_id or r.session_id in live]
+
+    async def forget_session(self, user_id: str, session_id: str) -> list[str]:
+        """A deleted session: each learning engine forgets what it taught (queued updates of it are
+        dropped when applied, see postgres.live_records). Returns the engines that cannot forget
+        (e.g. a plugin for a remote service without a delete API); the README says what remains."""
+        kept: list[str] = []
+        for name in ("memory", "profile"):
+            engine = self.engines.get(name)
+            if engine is None:
+                continue
+            forget = getattr(engine, "forget_session", None)
+            if forget is None:
+                kept.append(f"{name}:{engine.provider}")
+                continue
+            try:
+                await forget(user_id, session_id)
+            except Exception:  # the session is deleted either way; say what may remain
+                log.exception("context: %s did not forget session %s", name, session_id)
+                kept.append(f"{name}:{engine.provider}")
+        return kept
 
     async def start(self) -> None:
         for engine in self.engines.values():

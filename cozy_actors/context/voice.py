@@ -8,7 +8,13 @@ from .base import TurnRecord
 
 
 def personalize(
-    spec: Any, ctx: Any, personality: Any, user_id: str | None, system: str, history: list[dict[str, Any]]
+    spec: Any,
+    ctx: Any,
+    personality: Any,
+    user_id: str | None,
+    system: str,
+    history: list[dict[str, Any]],
+    session_id: str | None = None,
 ) -> TurnRecord | None:
     """Set `spec.prepare` so the response task fetches context before the model call; returns what
     memory/profile should learn from once the response is done (None: nothing to learn)."""
@@ -23,4 +29,4 @@ def personalize(
 
     spec.prepare = prepare
     last_user = [m for m in new if m.get("role") == "user"][:1]
-    return TurnRecord(user_id, personality.id, list(last_user)) if user_id and last_user else None
+    return TurnRecord(user_id, personality.id, list(last_user), session_id) if user_id and last_user else None

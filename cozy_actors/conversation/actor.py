@@ -22,7 +22,7 @@ from cozy_actors.personalities import Personality
 from cozy_actors.runtime import Actor, StopReason
 from cozy_actors.storage import ConversationStore
 from cozy_actors.storage.base import MessageMeta
-from cozy_core.errors import CozyError
+from cozy_core.errors import CozyError, NotFound
 
 from .events import TurnFailed
 from .handle import CancelTurn, TurnFinished, TurnHandle
@@ -68,6 +68,7 @@ class ConversationDeps:
     llm_timeout_s: float = 120.0
     audit: Any = None  # an AuditLog (server tool calls are audited by the catalog, see TurnSpec.caller)
     context: Any = None  # a ContextService (personalization); None: off
+    checkpoints: Any = None  # TurnCheckpoints: a reply cut off by a crash is still stored (incomplete)
 
 
 class SessionBusy(CozyError):
@@ -114,7 +115,7 @@ class ConversationActor(Actor):
             if self._handle is None or self._handle.turn_id != message.turn_id:
                 return None  # a turn from before a restart: its messages were never ours to keep
             self.history.extend(message.new_messages)
-            if self.session_id is not None and message.new_messages:
+            if self.session_id is not None:
                 await self._persist_turn(message)
             learn, self._learn = self._learn, None
             if learn is not None and message.new_messages and not message.incomplete:
@@ -163,7 +164,7 @@ class ConversationActor(Actor):
             past = prompt[1 : len(prompt) - len(new)]
             spec.prepare = functools.partial(self._with_context, req, past, new)
             if req.user_id:
-                self._learn = TurnRecord(req.user_id, req.personality.id, list(new))
+                self._learn = TurnRecord(req.user_id, req.personality.id, list(new), session_id=self.session_id)
         handle = TurnHandle(
             uuid.uuid4().hex,
             self.session_id,
@@ -174,7 +175,16 @@ class ConversationActor(Actor):
             req.mode,
         )
         self._handle = handle
+        if self.session_id is not None and self.deps.checkpoints is not None:
+            self.deps.checkpoints.open(handle.turn_id, self.session_id, req.model, lambda: handle.turn.text)
         return handle
+
+    def _checkpoint(self, handle: TurnHandle) -> str | None:
+        """The turn's crash checkpoint, closed now: the append that finalizes it carries its id."""
+        if self.deps.checkpoints is None:
+            return None
+        self.deps.checkpoints.close(handle.turn_id)
+        return handle.turn_id
 
     def _prompt(self, personality: Personality, new: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Personality prompt, then the most recent history that fits the policy, then the new messages."""
@@ -210,7 +220,15 @@ class ConversationActor(Actor):
             incomplete=message.incomplete,
         )
         try:
-            await self.deps.store.append(self.session_id, self.personality_id or "", message.new_messages, meta=meta)
+            await self.deps.store.append(
+                self.session_id,
+                self.personality_id or "",
+                message.new_messages,
+                meta=meta,
+                checkpoint=self._checkpoint(self._handle),
+            )
+        except NotFound:
+            log.info("assistant message not stored: the session was deleted", extra={"session_id": self.session_id})
         except CozyError:
             log.exception("assistant message not stored", extra={"session_id": self.session_id})
 
@@ -219,15 +237,18 @@ class ConversationActor(Actor):
             message = f"session ended: {reason.value} {detail or ''}".strip()
             partial = self._handle.turn.text
             self._handle.cancel(reason.value, TurnFailed("RESOURCE_SESSION_ENDED", message, 503, partial))
-            if self.session_id is not None and partial:
+            if self.session_id is not None:
                 # The handle cannot tell a stopping actor any more: keep the cut-short answer here.
                 try:
                     await self.deps.store.append(
                         self.session_id,
                         self.personality_id or "",
-                        [{"role": "assistant", "content": partial}],
+                        [{"role": "assistant", "content": partial}] if partial else [],
                         meta=MessageMeta(model=self._handle.model, incomplete=True),
+                        checkpoint=self._checkpoint(self._handle),
                     )
+                except NotFound:
+                    pass  # the session was deleted (that is why it stops): nothing may be stored
                 except CozyError:
                     log.exception("partial answer not stored", extra={"session_id": self.session_id})
 

@@ -67,6 +67,7 @@ class ChatService:
         audit: Any = None,
         context: Any = None,
         quotas: Quotas | None = None,
+        checkpoints: Any = None,
     ) -> None:
         self.app = app
         self.quotas = quotas if quotas is not None else get_quotas()
@@ -85,6 +86,7 @@ class ChatService:
             llm_timeout_s=app.turn.llm_timeout_s,
             audit=audit,
             context=context,
+            checkpoints=checkpoints,
         )
 
     async def start_turn(self, req: ChatRequest) -> TurnHandle:

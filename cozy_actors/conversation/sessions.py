@@ -1,7 +1,10 @@
 """The CozyChat sessions API's rules: owner-only access, soft delete, and pagination bounds.
 
-A deleted session's live actor is stopped at once, so nothing keeps answering for it; its rows
-stay in the database (soft delete) but no read or list returns them.
+A deleted session's live actors are stopped at once (its text conversation, and its realtime and
+WebRTC calls with an `error` event, here and, via the cluster broadcast, on every node), so nothing
+keeps answering for it; appends to it are refused in SQL (PgSessionStore.append), and what memory
+and profile learned from it is forgotten. Its rows stay in the database (soft delete) but no read
+or list returns them.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ class SessionService:
         self.supervisor = supervisor
         self.personalities = personalities
         self.audit = audit
+        self.context: Any = None  # ContextService: forgets what a deleted session taught
+        self.realtime: Any = None  # RealtimeService: ends the calls that append to a deleted session
+        self.broadcast: Any = None  # Broadcaster: the other nodes do the same
 
     async def create(
         self,
@@ -69,9 +75,12 @@ class SessionService:
 
     async def delete(self, principal: Principal, session_id: str, *, request_id: str | None = None) -> None:
         await self.store.soft_delete(session_id, principal.user_id)
-        ref = self.supervisor.directory.get(session_id)
-        if ref is not None and ref.alive:
-            await ref.stop(StopReason.NORMAL, "session deleted")
+        await self.end_live(session_id)
+        if self.broadcast is not None:
+            await self.broadcast.publish("session.deleted", {"session_id": session_id})
+        kept = await self.context.forget_session(principal.user_id, session_id) if self.context is not None else []
+        if kept:
+            log.warning("session %s deleted; %s keep what they learned from it", session_id, ", ".join(kept))
         self.audit.record(
             "session.delete",
             user_id=principal.user_id,
@@ -79,3 +88,18 @@ class SessionService:
             request_id=request_id,
             resource=f"session:{session_id}",
         )
+
+    async def end_live(self, session_id: str) -> None:
+        """Stop what runs for the (deleted) session on this node: its conversation actor and its calls."""
+        self.store.forget_owner(session_id)
+        ref = self.supervisor.directory.get(session_id)
+        if ref is not None and ref.alive:
+            await ref.stop(StopReason.NORMAL, "session deleted")
+        if self.realtime is not None:
+            self.realtime.end_stored_session(session_id)
+
+    async def on_deleted_elsewhere(self, data: dict[str, Any] | None) -> None:
+        """Broadcast handler: another node deleted a session (None: notices may be lost; the live
+        calls of such a session still end at their next write, which the store refuses)."""
+        if data and isinstance(data.get("session_id"), str):
+            await self.end_live(data["session_id"])

@@ -33,6 +33,7 @@ _STOP_CODES = {
     StopReason.SHUTDOWN: ("server_shutting_down", "The server is shutting down."),
     StopReason.CRASHED: ("session_failed", "The session failed repeatedly and was closed."),
     StopReason.REVOKED: ("session_revoked", "The session's API key was revoked or its user disabled."),
+    StopReason.DELETED: ("session_deleted", "The session was deleted; nothing more is stored for it."),
 }
 
 
@@ -136,7 +137,8 @@ class RealtimeActor(Actor):
 
     async def on_stop(self, reason: StopReason, detail: str | None) -> None:
         if self.session is not None:
-            self.session.close("session_ended")
+            # The reply in progress is cut off and stored as heard (incomplete); pending writes flush.
+            await self.session.finish("session_ended", timeout=1.0)
             if self.session.voice is not None:
                 await self.session.voice.close()
         if reason in _STOP_CODES:

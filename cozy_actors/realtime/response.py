@@ -92,6 +92,12 @@ class ResponseRun:
         end = self.cancelled_at or time.perf_counter()
         return max(0.0, min(sp.sent_ms, (end - sp._started_at) * 1000.0))
 
+    def heard_text_now(self) -> str:
+        """The reply as far as the listener has it now (the crash checkpoint's text)."""
+        if self.speech is None:
+            return self.state.text
+        return self.speech.heard_text(self.heard_ms())
+
     async def run(self) -> ResponseState:
         self.emit({"type": "response.created", "response": self.wire()})
         try:

@@ -21,6 +21,7 @@ from cozy_actors.storage import ConversationStore
 from cozy_media.workers import get_pool
 
 from .actor import RealtimeActor
+from .persist import WritePolicy
 from .response import Emit
 from .session import RealtimeDeps
 
@@ -40,6 +41,8 @@ class RealtimeService:
         context: Any = None,
         limits: RealtimeLimitsConfig | None = None,
         quotas: Quotas | None = None,
+        checkpoints: Any = None,
+        write_policy: WritePolicy | None = None,
     ) -> None:
         self.app = app
         self.quotas = quotas if quotas is not None else get_quotas()
@@ -48,6 +51,7 @@ class RealtimeService:
         self.llms = llms
         self.catalog = catalog
         self._owners: dict[ActorRef, tuple[str | None, str | None]] = {}  # live session -> (user, key)
+        self._stored: dict[ActorRef, str] = {}  # live session -> the stored session it appends to
         self._stopping: set[asyncio.Task[None]] = set()
         self.deps = RealtimeDeps(
             catalog=catalog,
@@ -59,6 +63,8 @@ class RealtimeService:
             speech_lead_ms=speech_lead_ms,
             context=context,
             limits=limits or RealtimeLimitsConfig(),
+            checkpoints=checkpoints,
+            write_policy=write_policy or WritePolicy(),
         )
         # Each connection's mailbox is bounded in bytes too (the transport says each event's size).
         self.policy = dataclasses.replace(supervisor.policy, mailbox_max_bytes=self.deps.limits.max_queued_bytes)
@@ -125,8 +131,24 @@ class RealtimeService:
             raise ServerFull(f"server is at capacity: {exc}", self.app.quotas.retry_after_s) from exc
         for old in [r for r in self._owners if not r.alive]:
             del self._owners[old]
+            self._stored.pop(old, None)
         self._owners[ref] = (user_id, key_id)
+        if session_id is not None:
+            self._stored[ref] = session_id
         return ref
+
+    def end_stored_session(self, session_id: str) -> int:
+        """The stored session was deleted: end every live session appending to it, each with an
+        `error` event (`session_deleted`). Returns how many were told to stop."""
+        refs = [r for r, sid in self._stored.items() if sid == session_id and r.alive]
+        for ref in refs:
+            self._stop(ref, StopReason.DELETED, "session deleted")
+        return len(refs)
+
+    def _stop(self, ref: ActorRef, reason: StopReason, detail: str) -> None:
+        task = asyncio.create_task(ref.stop(reason, detail))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
 
     def end_sessions(self, *, user_id: str | None = None, key_id: str | None = None) -> int:
         """End the live sessions opened by `user_id` (any credential) or with API key `key_id`:
@@ -135,9 +157,8 @@ class RealtimeService:
         for ref, (owner, key) in list(self._owners.items()):
             if not ref.alive:
                 del self._owners[ref]
+                self._stored.pop(ref, None)
             elif (user_id is not None and owner == user_id) or (key_id is not None and key == key_id):
-                task = asyncio.create_task(ref.stop(StopReason.REVOKED, "credentials revoked"))
-                self._stopping.add(task)
-                task.add_done_callback(self._stopping.discard)
+                self._stop(ref, StopReason.REVOKED, "credentials revoked")
                 ended += 1
         return ended

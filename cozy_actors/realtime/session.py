@@ -25,7 +25,9 @@ from cozy_actors.conversation.resolve import Resolved
 from cozy_actors.conversation.turn import Turn, TurnSpec
 from cozy_actors.engines.tools.audit import ToolCaller
 from cozy_actors.engines.tools.base import ToolCatalog
+from cozy_actors.runtime import StopReason
 from cozy_actors.storage import ConversationStore
+from cozy_actors.storage.base import MessageMeta
 from cozy_core.errors import CozyError
 
 from . import item_events
@@ -34,6 +36,7 @@ from .config import SessionConfig
 from .input_buffer import InputBuffer
 from .items import Items, RealtimeError, new_id, text_of
 from .limits import check_event
+from .persist import SessionWriter, WritePolicy, reply_meta
 from .response import Emit, ResponseRun, ResponseState
 from .voice import VoiceTurns
 
@@ -54,6 +57,8 @@ class RealtimeDeps:
     speech_lead_ms: float = 200.0
     context: Any = None  # a ContextService (personalization); None: off
     limits: RealtimeLimitsConfig = field(default_factory=RealtimeLimitsConfig)  # api.realtime: size caps
+    checkpoints: Any = None  # TurnCheckpoints: a streaming reply survives a crash as incomplete
+    write_policy: WritePolicy = field(default_factory=WritePolicy)
 
 
 @dataclass
@@ -95,6 +100,12 @@ class RealtimeSession:
         self.response: ResponseRun | None = None
         self._task: asyncio.Task[None] | None = None
         self.voice: VoiceTurns | None = None
+        self.writer: SessionWriter | None = None  # one per session, kept across actor restarts
+        if persist_id is not None:
+            self.writer = SessionWriter.of(
+                self.memo, deps.store, persist_id, resolved.personality.id, deps.write_policy
+            )
+            self.writer.on_gone = self._deleted
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self, history: list[dict[str, Any]]) -> None:
@@ -124,6 +135,25 @@ class RealtimeSession:
     def close(self, reason: str) -> None:
         if self.response is not None:
             self.response.cancel(reason)
+
+    def _deleted(self) -> None:
+        """The store refused a write: the session was deleted (on another node, notice missed)."""
+        task = asyncio.create_task(self.actor.stop(StopReason.DELETED, "session deleted"))
+        self.memo["stopping"] = task  # keep a reference until it is done
+
+    async def finish(self, reason: str, timeout: float) -> None:
+        """The session is stopping: cut the reply off, store what was heard (incomplete), flush.
+
+        The response task's ResponseEnded cannot reach a stopping actor, so its end is handled
+        here; one that ended just before (its message still queued) is stored the same way."""
+        run, task = self.response, self._task
+        if run is not None:
+            run.cancel(reason)
+            if task is not None and not task.done():
+                await asyncio.wait([task], timeout=timeout)
+            self.response_ended(ResponseEnded(run, run.state))
+        if self.writer is not None:
+            await self.writer.flush()
 
     async def handle(self, event: Any) -> None:
         event_id = event.get("event_id") if isinstance(event, dict) else None
@@ -294,7 +324,9 @@ class RealtimeSession:
             llm_timeout_s=self.deps.llm_timeout_s,
             caller=ToolCaller(self.memo.get("user_id"), session_id=self.persist_id or self.id, channel="realtime"),
         )
-        learn = personalize(spec, self.deps.context, r.personality, self.memo.get("user_id"), system, history)
+        learn = personalize(
+            spec, self.deps.context, r.personality, self.memo.get("user_id"), system, history, self.persist_id
+        )
         handle = TurnHandle(
             uuid.uuid4().hex,
             self.persist_id,
@@ -314,6 +346,8 @@ class RealtimeSession:
         )
         run.learn = learn
         self.response = run
+        if self.persist_id is not None and self.deps.checkpoints is not None:
+            self.deps.checkpoints.open(run.state.id, self.persist_id, r.model, run.heard_text_now)
         self._task = asyncio.create_task(self._run(run), name=f"realtime-response:{self.id}")
         return run
 
@@ -351,13 +385,18 @@ class RealtimeSession:
         for item in msg.state.output:
             if item["id"] not in self.items:
                 self.items.add({k: v for k, v in item.items() if k != "_index"})  # keeps _audio_ms for truncate
-        if msg.state.text:
-            self.persist([{"role": "assistant", "content": msg.state.text}])
-            learn = getattr(msg.run, "learn", None)
-            if learn is not None:  # memory/profile learn from the voice turn, after it
-                learn.messages.append({"role": "assistant", "content": msg.state.text})
-                task = asyncio.create_task(self.deps.context.after_turn(learn))
-                task.add_done_callback(_log_failure)
+        # Cut off (cancel, barge-in, stop) or failed: stored with what was heard, as text chat does.
+        meta = reply_meta(self.resolved.model, msg.state.status, msg.state.usage)
+        checkpoint = msg.state.id if self.deps.checkpoints is not None and self.persist_id is not None else None
+        if checkpoint is not None:
+            self.deps.checkpoints.close(checkpoint)
+        text = msg.state.text
+        self.persist([{"role": "assistant", "content": text}] if text else [], meta=meta, checkpoint=checkpoint)
+        learn = getattr(msg.run, "learn", None)
+        if text and learn is not None and not meta.incomplete:  # memory/profile learn from the voice turn, after it
+            learn.messages.append({"role": "assistant", "content": text})
+            task = asyncio.create_task(self.deps.context.after_turn(learn))
+            task.add_done_callback(_log_failure)
 
     async def response_cancel(self, event: dict[str, Any]) -> None:
         run = self.response
@@ -366,16 +405,20 @@ class RealtimeSession:
             raise RealtimeError("Cancellation failed: no active response found.", code="response_cancel_not_active")
         run.cancel("client_cancelled")
 
-    def persist(self, messages: list[dict[str, Any]]) -> None:
-        if self.persist_id is None or not any(m.get("content") for m in messages):
+    def persist(
+        self, messages: list[dict[str, Any]], *, meta: MessageMeta | None = None, checkpoint: str | None = None
+    ) -> None:
+        """Queue on the session's writer (ordered, retried); see persist.py."""
+        if self.writer is None:
             return
-        task = asyncio.create_task(self.deps.store.append(self.persist_id, self.resolved.personality.id, messages))
-        task.add_done_callback(_log_failure)
+        messages = [m for m in messages if m.get("content")]
+        if messages or checkpoint is not None:
+            self.writer.put(messages, meta=meta, checkpoint=checkpoint)
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("realtime persistence failed: %s", task.exception())
+        log.error("realtime memory/profile update failed: %s", task.exception())
 
 
 HANDLERS: dict[str, Handler] = {

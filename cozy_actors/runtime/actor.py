@@ -40,6 +40,7 @@ class StopReason(str, Enum):  # noqa: UP042 - str+Enum is the documented API sha
     SHUTDOWN = "shutdown"
     CRASHED = "crashed"  # restart budget spent
     REVOKED = "revoked"  # its owner's key was revoked or the user disabled
+    DELETED = "deleted"  # the stored session it writes to was deleted
 
 
 class AskTimeout(asyncio.TimeoutError):

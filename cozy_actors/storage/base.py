@@ -39,7 +39,14 @@ class ConversationStore(Protocol):
         ...
 
     async def append(
-        self, session_id: str, personality_id: str, messages: list[dict[str, Any]], *, meta: MessageMeta | None = None
+        self,
+        session_id: str,
+        personality_id: str,
+        messages: list[dict[str, Any]],
+        *,
+        meta: MessageMeta | None = None,
+        checkpoint: str | None = None,
     ) -> None:
-        """Persist messages in order, creating the session when it is new."""
+        """Persist messages in order to a claimed session; raise NotFound (SessionGone) when it was
+        deleted. `checkpoint`: the turn whose crash checkpoint this append finalizes (TurnCheckpoints)."""
         ...

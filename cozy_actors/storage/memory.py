@@ -37,7 +37,13 @@ class InMemoryConversationStore:
         return StoredSession(session_id, personality_id, tail)
 
     async def append(
-        self, session_id: str, personality_id: str, messages: list[dict[str, Any]], *, meta: MessageMeta | None = None
+        self,
+        session_id: str,
+        personality_id: str,
+        messages: list[dict[str, Any]],
+        *,
+        meta: MessageMeta | None = None,
+        checkpoint: str | None = None,
     ) -> None:
         entry = self._sessions.get(session_id)
         if entry is None:

@@ -34,19 +34,34 @@ SELECT user_id, deleted_at, created FROM ins
 UNION ALL
 SELECT user_id, deleted_at, false FROM sessions WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM ins)
 """
+# Refuses a deleted session atomically: the session row is locked (a concurrent soft delete waits
+# for this append, or this append sees its committed deleted_at), and nothing is inserted when the
+# lock finds no live session; no row back means "deleted or unknown". $3 is the turn's checkpoint
+# id: its tombstone is written in the same statement, so a crash never stores the reply twice.
 _APPEND = """
-WITH ins AS (
+WITH s AS (SELECT id FROM sessions WHERE id = $1 AND deleted_at IS NULL FOR NO KEY UPDATE),
+ins AS (
     INSERT INTO messages (session_id, role, content, name, tool_calls, tool_call_id, model,
                           prompt_tokens, completion_tokens, latency_ms, incomplete)
-    SELECT $1, e->>'role', e->'content', e->>'name', e->'tool_calls', e->>'tool_call_id', e->>'model',
+    SELECT s.id, e->>'role', e->'content', e->>'name', e->'tool_calls', e->>'tool_call_id', e->>'model',
            (e->>'prompt_tokens')::int, (e->>'completion_tokens')::int, (e->>'latency_ms')::int,
            coalesce((e->>'incomplete')::boolean, false)
-    FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS t(e, n)
+    FROM s, jsonb_array_elements($2::jsonb) WITH ORDINALITY AS t(e, n)
     ORDER BY n
+    RETURNING 1),
+cp AS (
+    INSERT INTO turn_checkpoints (id, session_id, done) SELECT $3, s.id, true FROM s WHERE $3::text IS NOT NULL
+    ON CONFLICT (id) DO UPDATE SET done = true, updated_at = now()
     RETURNING 1)
-UPDATE sessions SET message_count = message_count + (SELECT count(*) FROM ins), updated_at = now()
-WHERE id = $1
+UPDATE sessions SET message_count = message_count + (SELECT count(*) FROM ins) + 0 * (SELECT count(*) FROM cp),
+       updated_at = now()
+WHERE id = (SELECT id FROM s)
+RETURNING id
 """
+
+
+class SessionGone(NotFound):
+    """The session was deleted (or never existed): nothing may be appended to it."""
 
 
 def _not_found(session_id: str, param: str | None = None) -> NotFound:
@@ -129,10 +144,20 @@ class PgSessionStore:
         return StoredSession(session_id, personality, [_message(r).as_chat_message() for r in rows])
 
     async def append(
-        self, session_id: str, personality_id: str, messages: list[dict[str, Any]], *, meta: MessageMeta | None = None
+        self,
+        session_id: str,
+        personality_id: str,
+        messages: list[dict[str, Any]],
+        *,
+        meta: MessageMeta | None = None,
+        checkpoint: str | None = None,
     ) -> None:
-        if messages:
-            await self.db.execute("message.append", _APPEND, session_id, _with_meta(messages, meta))
+        if not messages and checkpoint is None:
+            return
+        done = await self.db.fetchval("message.append", _APPEND, session_id, _with_meta(messages, meta), checkpoint)
+        if done is None:
+            self._owners.pop(session_id, None)
+            raise SessionGone(f"session {session_id!r} not found (deleted)", param="cozy.session_id")
 
     # ------------------------------------------------------------------ sessions API
     async def create(
@@ -207,6 +232,17 @@ class PgSessionStore:
         )
         items = [_message(r) for r in rows[:limit]]
         return Page(items, encode_cursor(items[-1].id) if len(rows) > limit else None)
+
+    async def live_ids(self, session_ids: list[str]) -> set[str]:
+        """The ids of these sessions that exist and are not deleted."""
+        rows = await self.db.fetch(
+            "session.live", "SELECT id FROM sessions WHERE id = ANY($1::text[]) AND deleted_at IS NULL", session_ids
+        )
+        return {r["id"] for r in rows}
+
+    def forget_owner(self, session_id: str) -> None:
+        """Another node deleted the session: stop trusting the cached ownership check."""
+        self._owners.pop(session_id, None)
 
     async def soft_delete(self, session_id: str, user_id: str) -> None:
         done = await self.db.fetchval(
