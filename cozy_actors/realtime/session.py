@@ -127,7 +127,7 @@ class RealtimeSession:
         """Validate the event's shape (client_events.py), then run its handler; anything wrong
         becomes one `error` event echoing the client's `event_id`."""
         event_id = event.get("event_id") if isinstance(event, dict) else None
-        event_id = event_id if isinstance(event_id, str) else None  # never echo a client's garbage
+        event_id = event_id if isinstance(event_id, str) and len(event_id) <= 512 else None  # never echo garbage
         etype = event.get("type") if isinstance(event, dict) else None
         handler = HANDLERS.get(etype) if isinstance(etype, str) else None
         try:

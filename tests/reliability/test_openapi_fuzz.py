@@ -110,4 +110,5 @@ def test_openapi_fuzz(fuzz_server: CozyServer) -> None:
     assert not failures, (
         f"{len(failures)} failures:\n" + "\n".join(dict.fromkeys(failures)) + fuzz_server.output()[-6000:]
     )
+    assert "Traceback" not in fuzz_server.output(), fuzz_server.output()[-6000:]  # nor a failed background task
     assert len(tested) >= 25, sorted(tested)  # the whole document was exercised, not a fragment of it
