@@ -10,7 +10,7 @@ Every --sample-s seconds it records the server's RSS and the event-loop lag hist
 
 - RSS over time, and its least-squares slope after --warmup-s, in MB per session-hour
   (MB/s x 3600 / K): what a long-lived process grows per session it serves;
-- event-loop lag p99 over the run and the worst per-sample p99;
+- event-loop lag p99 over the run and the worst per-sample p99 (-1: beyond the largest bucket);
 - turns sent, replies received, turns lost (no `response.done` within 30 s) and sessions that
   failed (a disconnect or an error counts its unfinished turns as lost).
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import shutil
@@ -67,6 +68,11 @@ def slope(points: list[tuple[float, float]]) -> float | None:
     return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else None
 
 
+def _finite(ms: float | None) -> float | None:
+    """A p99 beyond the histogram's largest bucket is +inf, which JSON cannot hold: say -1."""
+    return -1.0 if ms is not None and math.isinf(ms) else ms
+
+
 async def sample(
     root: str, pid: int, every_s: float, stop: asyncio.Event, out: list[dict[str, Any]], t0: float
 ) -> None:
@@ -84,7 +90,7 @@ async def sample(
             {
                 "t_s": round(time.perf_counter() - t0, 1),
                 "rss_mb": round(rss_mb(pid), 1),
-                "lag_p99_ms": lag_p99(prev, lag),
+                "lag_p99_ms": _finite(lag_p99(prev, lag)),
             }
         )
         prev = lag
@@ -142,7 +148,7 @@ def summarize(sessions: list[Session], samples: list[dict[str, Any]], args: argp
         "rss_samples_after_warmup": len(after),
         "rss_slope_mb_per_hour": None if per_s is None else round(per_s * 3600, 2),
         "rss_slope_mb_per_session_hour": None if per_s is None else round(per_s * 3600 / args.sessions, 3),
-        "loop_lag_p99_ms_worst_sample": max(lags) if lags else None,
+        "loop_lag_p99_ms_worst_sample": (-1.0 if -1.0 in lags else max(lags)) if lags else None,
         "rss_series": samples,
     }
 
@@ -185,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         summary.update(
             sessions_failed=failed,
             wall_s=round(wall, 1),
-            loop_lag_p99_ms=lag_p99(lag0, scrape_lag(root)),
+            loop_lag_p99_ms=_finite(lag_p99(lag0, scrape_lag(root))),
             server_cpu_cores=round((cpu_s(server.pid) - cpu0) / wall, 2),
             server_alive=httpx.get(f"{root}/health", timeout=10).status_code == 200,
             machine={"cpus": os.cpu_count(), "python": platform.python_version()},
