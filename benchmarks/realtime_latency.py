@@ -95,8 +95,17 @@ def append_messages(clip: bytes, frame_ms: int) -> tuple[str, list[str]]:
 
 
 class Session:
-    def __init__(self, url: str, clip: tuple[str, list[str]], frame_ms: int, turns: int, silence_ms: int) -> None:
+    def __init__(
+        self,
+        url: str,
+        clip: tuple[str, list[str]],
+        frame_ms: int,
+        turns: int,
+        silence_ms: int,
+        until: float | None = None,
+    ) -> None:
         self.url, self.turns = url, turns
+        self.until = until  # a perf_counter() time: no new turn starts after it (benchmarks/soak.py)
         self.silence, self.clip = clip
         self.frame_s = frame_ms / 1000
         self.silence_ms = silence_ms
@@ -124,6 +133,8 @@ class Session:
             self.mic = asyncio.create_task(self._microphone())
             try:
                 for turn in range(self.turns):
+                    if self.until is not None and time.perf_counter() >= self.until:
+                        break
                     await self._turn(barge=turn % 2 == 1)
             finally:
                 self.mic.cancel()

@@ -108,6 +108,14 @@ def _document(version: str) -> dict[str, Any]:
                 }
             },
             "/v1/personalities": {"get": _op("List personalities", tags=("personalities",))},
+            "/v1/personalities/{personality_id}": {
+                "get": {
+                    **_op("One personality", tags=("personalities",)),
+                    "parameters": [
+                        {"name": "personality_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                    ],
+                }
+            },
             "/health": {"get": _op("Liveness", tags=("ops",))},
             "/ready": {
                 "get": _op("Readiness: status and per-check ok (503 when not); details for admins", tags=("ops",))

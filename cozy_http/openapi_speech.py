@@ -17,7 +17,7 @@ _UPLOAD = {
             "required": ["file"],
             "properties": {
                 "file": {"type": "string", "format": "binary"},
-                "model": {"type": "string"},
+                "model": {"type": "string", "minLength": 1},
                 "language": {"type": "string"},
                 "prompt": {"type": "string"},
                 "response_format": {"type": "string", "enum": ["json", "text", "verbose_json", "srt", "vtt"]},
@@ -36,8 +36,8 @@ _SPEECH = {
             "type": "object",
             "required": ["model", "input", "voice"],
             "properties": {
-                "model": {"type": "string"},
-                "input": {"type": "string", "maxLength": 4096},
+                "model": {"type": "string", "minLength": 1},
+                "input": {"type": "string", "minLength": 1, "maxLength": 4096},
                 "voice": {"oneOf": [{"type": "string"}, {"type": "object", "properties": {"id": {"type": "string"}}}]},
                 "response_format": {"type": "string", "enum": ["mp3", "opus", "aac", "flac", "wav", "pcm"]},
                 "speed": {"type": "number", "minimum": 0.25, "maximum": 4.0},
@@ -52,7 +52,7 @@ _TTS = {
             "type": "object",
             "required": ["text"],
             "properties": {
-                "text": {"type": "string", "maxLength": 4096},
+                "text": {"type": "string", "minLength": 1, "maxLength": 4096},
                 "voice": {"type": "string"},
                 "format": {"type": "string", "enum": ["mp3", "opus", "aac", "flac", "wav", "pcm", "ulaw", "alaw"]},
                 "speed": {"type": "number", "minimum": 0.25, "maximum": 4.0},
@@ -60,6 +60,12 @@ _TTS = {
         }
     }
 }
+
+
+def _upload_needing_model() -> dict[str, Any]:
+    """The OpenAI route requires `model` (any name); /v1/audio/stt does not."""
+    schema = {**_UPLOAD["multipart/form-data"]["schema"], "required": ["file", "model"]}
+    return {"multipart/form-data": {"schema": schema}}
 
 
 def _op(summary: str, body: dict[str, Any], ok: dict[str, Any], description: str = "") -> dict[str, Any]:
@@ -79,7 +85,7 @@ def paths() -> dict[str, Any]:
         "/v1/audio/transcriptions": {
             "post": _op(
                 "Transcribe audio (OpenAI)",
-                _UPLOAD,
+                _upload_needing_model(),
                 {**json_obj, "text/plain": {"schema": {"type": "string"}}, **sse},
                 "wav, mp3, m4a/mp4/aac, ogg/opus, webm or flac up to 25 MB; stream=true answers with SSE.",
             )

@@ -38,14 +38,15 @@ def _op(
     return op
 
 
-def _q(name: str, kind: str = "string", doc: str = "") -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": {"type": kind}, "description": doc}
+def _q(name: str, kind: str = "string", doc: str = "", **schema: Any) -> dict[str, Any]:
+    """An optional query parameter; `schema` adds constraints the route enforces (bounds, enums, formats)."""
+    return {"name": name, "in": "query", "required": False, "schema": {"type": kind, **schema}, "description": doc}
 
 
 _SID = {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _UID = {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 _KID = {"name": "key_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
-_PAGE = [_q("limit", "integer", "1-200"), _q("cursor", doc="next_cursor of the previous page")]
+_PAGE = [_q("limit", "integer", "1-200", minimum=1, maximum=200), _q("cursor", doc="next_cursor of the previous page")]
 
 
 def schemas() -> dict[str, Any]:
@@ -75,7 +76,7 @@ def paths() -> dict[str, Any]:
             "get": _op(
                 "Stored messages with model, usage, latency and `incomplete`",
                 tags=s,
-                params=[_SID, *_PAGE, _q("order", doc="asc (default) or desc")],
+                params=[_SID, *_PAGE, _q("order", doc="asc (default) or desc", enum=["asc", "desc"])],
             ),
         },
         "/v1/personalities/reload": {"post": _op("Reload personality files (all or nothing)", tags=a, admin=True)},
@@ -89,7 +90,7 @@ def paths() -> dict[str, Any]:
                 admin=True,
                 params=[
                     _q("type", doc="exact, or a family ending in '.' (e.g. auth.)"),
-                    _q("user_id"),
+                    _q("user_id", format="uuid"),
                     _q("since", doc="ISO 8601 or Unix time"),
                     _q("until"),
                     *_PAGE,

@@ -6,15 +6,20 @@ and the session keeps its previous configuration.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .client_events import describe
+from .items import RealtimeError
 
 AUDIO_FORMATS = ("audio/pcm", "audio/pcmu", "audio/pcma")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # Unknown fields are refused (an `unknown_parameter` error naming them), so nested garbage is
+    # never stored and echoed back in every session.updated; strict: `true` is not the number 1.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class AudioFormat(_Model):
@@ -71,16 +76,31 @@ class SessionConfig(_Model):
     type: Literal["realtime", "transcription"] = "realtime"
     model: str = ""
     instructions: str = ""
-    output_modalities: list[Literal["audio", "text"]] = ["audio"]
+    output_modalities: list[Literal["audio", "text"]] = Field(["audio"], min_length=1)
     audio: Audio = Audio()
     tools: list[FunctionTool] = []
     tool_choice: str | dict[str, Any] = "auto"
-    max_output_tokens: int | Literal["inf"] = "inf"
+    max_output_tokens: Annotated[int, Field(ge=1)] | Literal["inf"] = "inf"
+    # GA session fields CozyEngine accepts and echoes but does not act on (as before this model
+    # refused unknown fields): clients such as the Agents SDK send them.
+    include: list[str] | None = None
+    parallel_tool_calls: bool | None = None
+    prompt: dict[str, Any] | None = None
+    reasoning: dict[str, Any] | None = None
+    tracing: str | dict[str, Any] | None = None
+    truncation: str | dict[str, Any] | None = None
 
-    def merged(self, update: dict[str, Any]) -> SessionConfig:
-        """A new config with only the fields present in `update` changed (nested dicts merge)."""
+    def merged(self, update: dict[str, Any], where: str = "session") -> SessionConfig:
+        """A new config with only the fields present in `update` changed (nested dicts merge).
+
+        A bad value raises a RealtimeError naming it from the client's side (`where` is the
+        event field that carried the update: "session" or "response")."""
         current = self.model_dump(mode="json")
-        return SessionConfig.model_validate(_merge(current, update))
+        try:
+            return SessionConfig.model_validate(_merge(current, update))
+        except ValidationError as exc:
+            message, code, param = describe(exc)
+            raise RealtimeError(message.replace(f"'{param}'", f"'{where}.{param}'"), code, f"{where}.{param}") from None
 
     def wire(self, session_id: str) -> dict[str, Any]:
         return {"object": "realtime.session", "id": session_id, **self.model_dump(mode="json")}

@@ -14,6 +14,7 @@ from cozy_core.errors import CozyError
 
 _USER_PARTS = {"input_text", "input_audio", "input_image"}
 _ASSISTANT_PARTS = {"output_text", "output_audio", "text", "audio"}
+_TEXT_PARTS = {"input_text", "output_text", "text"}
 
 
 def new_id(prefix: str = "item") -> str:
@@ -33,11 +34,12 @@ class ItemError(CozyError):
 
 
 def validate_item(raw: Any) -> dict[str, Any]:
-    """A client item, checked and normalized (id, object, status filled in)."""
+    """A client item, checked and normalized (id, object, status filled in). Field types were
+    checked by client_events.ClientItem; this checks what each item type needs."""
     if not isinstance(raw, dict):
         raise ItemError("item must be an object", "item")
     kind = raw.get("type")
-    item = dict(raw)
+    item = {k: v for k, v in raw.items() if v is not None}  # an explicit null means "not given"
     item.setdefault("id", new_id())
     item["object"] = "realtime.item"
     item.setdefault("status", "completed")
@@ -52,6 +54,8 @@ def validate_item(raw: Any) -> dict[str, Any]:
         for i, part in enumerate(content):
             if not isinstance(part, dict) or part.get("type") not in allowed:
                 raise ItemError(f"item.content[{i}].type must be one of {sorted(allowed)}", f"item.content[{i}].type")
+            if part["type"] in _TEXT_PARTS and not isinstance(part.get("text"), str):
+                raise ItemError(f"item.content[{i}].text must be a string", f"item.content[{i}].text")
     elif kind == "function_call":
         if not isinstance(raw.get("name"), str) or not isinstance(raw.get("arguments", ""), str):
             raise ItemError("function_call items need name and arguments (string)", "item.name")

@@ -32,6 +32,7 @@ from cozy_core.errors import CozyError
 
 from . import item_events
 from .audio_out import SpeechOutput, output_rate
+from .client_events import CLIENT_EVENTS, describe
 from .config import SessionConfig
 from .input_buffer import InputBuffer
 from .items import Items, RealtimeError, new_id, text_of
@@ -156,22 +157,27 @@ class RealtimeSession:
             await self.writer.flush()
 
     async def handle(self, event: Any) -> None:
+        """Validate the event's shape (client_events.py), then run its handler; anything wrong
+        becomes one `error` event echoing the client's `event_id`."""
         event_id = event.get("event_id") if isinstance(event, dict) else None
+        event_id = event_id if isinstance(event_id, str) and len(event_id) <= 512 else None  # never echo garbage
         etype = event.get("type") if isinstance(event, dict) else None
         handler = HANDLERS.get(etype) if isinstance(etype, str) else None
         try:
             if handler is None:
+                if not isinstance(event, dict):
+                    raise RealtimeError("An event must be a JSON object.", code="invalid_event")
                 raise RealtimeError(
-                    "The 'type' field is missing." if not etype else f"Unknown event type {etype!r}.",
+                    "The 'type' field is missing." if not etype else f"Unknown event type {str(etype)[:64]!r}.",
                     code="invalid_event",
                     param="type",
                 )
+            CLIENT_EVENTS[etype].model_validate(event)  # shape first: the size caps assume the types
             check_event(etype, event, self.deps.limits)
             await handler(self, event)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            param = ".".join(str(p) for p in first["loc"])
-            self._error(f"Invalid value for '{param}': {first['msg']}", "invalid_value", param, event_id)
+            message, code, param = describe(exc)
+            self._error(message, code, param, event_id)
         except CozyError as exc:
             self._error(exc.message, exc.code, exc.param, event_id)
 
@@ -194,7 +200,7 @@ class RealtimeSession:
         update = event.get("session")
         if not isinstance(update, dict):
             raise RealtimeError("session.update needs a 'session' object", param="session")
-        self.config = self.config.merged({k: v for k, v in update.items() if k not in ("id", "object")})
+        self.config = self.config.merged({k: v for k, v in update.items() if k not in ("id", "object")}, "session")
         self.memo["config"] = self.config
         if self.voice is not None:
             self.voice.configure()
@@ -276,24 +282,25 @@ class RealtimeSession:
                 "Conversation already has an active response in progress.",
                 code="conversation_already_has_active_response",
             )
-        opts = event.get("response") or {}
-        if not isinstance(opts, dict):
-            raise RealtimeError("'response' must be an object", param="response")
-        if self.voice is not None and self.voice.awaiting_transcript:
-            # The user's words are still being transcribed: answer as soon as they are known.
-            self.voice.defer(lambda: self.response_create_now(opts))
-            return
-        self.response_create_now(opts)
-
-    def response_create_now(self, opts: dict[str, Any]) -> None:
-        cfg = self.config.merged(
+        opts = event.get("response") or {}  # its shape is checked by client_events.ResponseCreate
+        cfg = self.config.merged(  # checked now, so a bad value is answered even when deferred
             {
                 k: opts[k]
                 for k in ("instructions", "output_modalities", "tools", "tool_choice", "max_output_tokens")
-                if k in opts
-            }
+                if opts.get(k) is not None
+            },
+            "response",
         )
-        self.start_response(cfg, conversation=opts.get("conversation", "auto") != "none", metadata=opts.get("metadata"))
+        conversation, metadata = opts.get("conversation") != "none", opts.get("metadata")
+
+        def start() -> None:
+            self.start_response(cfg, conversation=conversation, metadata=metadata)
+
+        if self.voice is not None and self.voice.awaiting_transcript:
+            # The user's words are still being transcribed: answer as soon as they are known.
+            self.voice.defer(start)
+            return
+        start()
 
     def prefetch_context(self, text: str) -> None:
         """The user paused after `text`: fetch its context during the silence window, so the

@@ -18,7 +18,7 @@ import asyncpg
 import orjson
 
 from cozy_actors.observability.metrics import STORAGE_ERRORS
-from cozy_core.errors import CozyError
+from cozy_core.errors import CozyError, Invalid
 
 log = logging.getLogger("cozy.storage")
 
@@ -163,6 +163,10 @@ class Database:
         return True, f"{(time.perf_counter() - start) * 1000:.1f} ms"
 
 
+# PostgreSQL text and jsonb cannot hold U+0000: asyncpg reports it as one of these (SQLSTATE 22021, 22P05).
+_UNSTORABLE_TEXT = (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)
+
+
 @contextlib.contextmanager
 def _mapped(op: str) -> Any:
     try:
@@ -171,6 +175,8 @@ def _mapped(op: str) -> Any:
         raise
     except asyncpg.UniqueViolationError as exc:
         raise Conflict(f"{op}: already exists") from exc
+    except _UNSTORABLE_TEXT as exc:  # the client's data, not the database: U+0000 in text or JSON
+        raise Invalid(f"{op}: text must not contain the NUL character (U+0000)") from exc
     except _UNAVAILABLE as exc:
         STORAGE_ERRORS.labels(op, "unavailable").inc()
         log.warning("database unavailable during %s: %s", op, exc)

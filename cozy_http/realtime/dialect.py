@@ -92,6 +92,33 @@ def _modalities(value: Any) -> Any:
     return value
 
 
+_BETA_SESSION_KEYS = frozenset(
+    {
+        "object",
+        "id",
+        "type",
+        "model",
+        "instructions",
+        "tools",
+        "tool_choice",
+        "modalities",
+        "max_response_output_tokens",
+        "input_audio_format",
+        "input_audio_transcription",
+        "turn_detection",
+        "input_audio_noise_reduction",
+        "output_audio_format",
+        "voice",
+        "speed",
+    }
+)
+
+
+def _format_ga(value: Any) -> Any:
+    """A beta format name in GA; anything else passes through for the session to refuse."""
+    return _FORMATS_GA.get(value, value) if isinstance(value, str) else value
+
+
 def session_from_beta(s: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"type": "realtime"}
     audio: dict[str, Any] = {}
@@ -105,7 +132,7 @@ def session_from_beta(s: dict[str, Any]) -> dict[str, Any]:
     if "max_response_output_tokens" in s:
         out["max_output_tokens"] = s["max_response_output_tokens"]
     if "input_audio_format" in s:
-        inp["format"] = {"type": _FORMATS_GA.get(s["input_audio_format"], s["input_audio_format"])}
+        inp["format"] = {"type": _format_ga(s["input_audio_format"])}
     if "input_audio_transcription" in s:
         inp["transcription"] = s["input_audio_transcription"]
     if "turn_detection" in s:
@@ -113,7 +140,7 @@ def session_from_beta(s: dict[str, Any]) -> dict[str, Any]:
     if "input_audio_noise_reduction" in s:
         inp["noise_reduction"] = s["input_audio_noise_reduction"]
     if "output_audio_format" in s:
-        outp["format"] = {"type": _FORMATS_GA.get(s["output_audio_format"], s["output_audio_format"])}
+        outp["format"] = {"type": _format_ga(s["output_audio_format"])}
     if "voice" in s:
         outp["voice"] = s["voice"]
     if "speed" in s:
@@ -124,4 +151,6 @@ def session_from_beta(s: dict[str, Any]) -> dict[str, Any]:
         audio["output"] = outp
     if audio:
         out["audio"] = audio
+    for key in s.keys() - _BETA_SESSION_KEYS:  # unknown keys go on, for the session to refuse by name
+        out[key] = s[key]
     return out

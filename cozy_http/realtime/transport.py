@@ -135,14 +135,17 @@ async def realtime_endpoint(ws: WebSocket) -> None:
             if beta and isinstance(event, dict):
                 event = incoming_beta(event)
             etype = event.get("type") if isinstance(event, dict) else None
+            control = isinstance(etype, str) and etype in CONTROL_EVENTS  # a list as `type` is unhashable
             try:
-                ref.tell(ClientEvent(event), control=etype in CONTROL_EVENTS, nbytes=size)
+                ref.tell(ClientEvent(event), control=control, nbytes=size)
             except MailboxFull:
                 emit(
                     _error_event(
                         "Too many events queued; slow down.",
                         "rate_limit_exceeded",
-                        event.get("event_id") if isinstance(event, dict) else None,
+                        event.get("event_id")
+                        if isinstance(event, dict) and isinstance(event.get("event_id"), str)
+                        else None,
                     )
                 )
             except MailboxClosed:

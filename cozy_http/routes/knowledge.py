@@ -50,7 +50,12 @@ async def search(request: Request) -> Response:
 def openapi_paths() -> dict[str, Any]:
     """OpenAPI entries for these routes (merged by cozy_http/openapi.py)."""
     err = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-    dataset = {"name": "dataset", "in": "path", "required": True, "schema": {"type": "string"}}
+    dataset = {
+        "name": "dataset",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
+    }
     return {
         "/v1/knowledge/{dataset}": {
             "post": {
@@ -70,8 +75,13 @@ def openapi_paths() -> dict[str, Any]:
                 "tags": ["knowledge"],
                 "parameters": [
                     dataset,
-                    {"name": "q", "in": "query", "required": True, "schema": {"type": "string"}},
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 5}},
+                    {"name": "q", "in": "query", "required": True, "schema": {"type": "string", "minLength": 1}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "description": "clamped to 1-50",
+                        "schema": {"type": "integer", "default": 5},
+                    },
                 ],
                 "responses": {"200": {"description": "list of knowledge.chunk"}, "default": err},
             }

@@ -24,7 +24,12 @@ def openapi_paths(path: str) -> dict[str, Any]:
         "required": ["type", "webrtc_id"],
         "properties": {
             "type": {"type": "string", "enum": ["offer", "ice-candidate"]},
-            "webrtc_id": {"type": "string", "maxLength": 128, "description": "Chosen by the client; keys the call."},
+            "webrtc_id": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 128,
+                "description": "Chosen by the client; keys the call.",
+            },
             "sdp": {"type": "string", "description": "The SDP offer: an audio track and a data channel 'text'."},
             "candidate": {"type": "object", "description": "A trickled ICE candidate (type ice-candidate)."},
         },
