@@ -124,6 +124,7 @@ class RealtimeLimitsConfig(_Strict):
     max_content_parts: int = Field(16, ge=1)  # content parts of one conversation item
     max_tools: int = Field(128, ge=0)  # client tools of a session.update / response.create
     max_audio_append_bytes: int = Field(3 * 1024 * 1024, ge=1024)  # decoded audio of one append or input_audio part
+    max_items: int = Field(500, ge=2)  # conversation items held in memory; the oldest leave first (all are stored)
 
 
 class SttStreamLimitsConfig(_Strict):

@@ -96,7 +96,7 @@ class RealtimeSession:
         self.persist_id = persist_id
         self.memo = memo if memo is not None else {}
         self.config: SessionConfig = self.memo.get("config") or SessionConfig(model=resolved.model)
-        self.items = Items()
+        self.items = Items(max_items=deps.limits.max_items)
         self.audio = InputBuffer(0)  # uncommitted input audio, in the session's input format
         self.response: ResponseRun | None = None
         self._task: asyncio.Task[None] | None = None

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from cozy_actors.config.models import RealtimeLimitsConfig
 from cozy_actors.conversation.resolve import Resolved
 from cozy_actors.engines.llm.base import LLMFinish, LLMTextDelta, LLMUsage
 from cozy_actors.engines.tools.base import ToolCatalog
@@ -47,14 +48,21 @@ class Client:
 
 
 async def open_session(
-    llm: ScriptedLLM, store: InMemoryConversationStore | None = None, persist_id: str | None = None
+    llm: ScriptedLLM,
+    store: InMemoryConversationStore | None = None,
+    persist_id: str | None = None,
+    limits: RealtimeLimitsConfig | None = None,
 ) -> tuple[Any, Client, Supervisor]:
     personalities = PersonalityStore(ROOT / "personalities", "assistant")
     personalities.reload()
     p = personalities.get("assistant")
     assert p is not None
     resolved = Resolved(p, "m", llm, dict(BUILTIN_TOOLS))
-    deps = RealtimeDeps(catalog=ToolCatalog(BUILTIN_TOOLS.values()), store=store or InMemoryConversationStore())
+    deps = RealtimeDeps(
+        catalog=ToolCatalog(BUILTIN_TOOLS.values()),
+        store=store or InMemoryConversationStore(),
+        limits=limits or RealtimeLimitsConfig(),
+    )
     client = Client()
     sup = Supervisor(SupervisorPolicy(max_duration_s=None, idle_timeout_s=None))
     memo: dict[str, Any] = {}
@@ -277,3 +285,19 @@ async def test_crashed_session_restarts_and_keeps_its_config() -> None:
     await client.until("response.done")
     assert llm.requests[0].messages[0]["content"].endswith("Be terse.")
     await sup.shutdown(2)
+
+
+async def test_items_held_in_memory_are_bounded_by_config() -> None:
+    """api.realtime.max_items: a long call's conversation stops growing; the oldest item leaves first."""
+    ref, client, sup = await open_session(ScriptedLLM([]), limits=RealtimeLimitsConfig(max_items=3))
+    for i in range(4):
+        item = {**USER, "id": f"item_{i}", "content": [{"type": "input_text", "text": f"hi {i}"}]}
+        send(ref, {"type": "conversation.item.create", "item": item})
+    await client.until("conversation.item.done", 4)
+    send(ref, {"type": "conversation.item.retrieve", "item_id": "item_0"})
+    send(ref, {"type": "conversation.item.retrieve", "item_id": "item_1"})
+    err = (await client.until("error"))[0]
+    assert err["error"]["code"] == "item_not_found", err
+    got = (await client.until("conversation.item.retrieved"))[0]
+    assert got["item"]["id"] == "item_1"
+    await sup.shutdown()
