@@ -18,7 +18,7 @@ from collections import Counter
 from typing import Literal
 
 from cozy_actors.auth.principal import Principal
-from cozy_actors.config.models import QuotaConfig
+from cozy_actors.config.limits import QuotaConfig
 from cozy_actors.observability.metrics import QUOTA_HELD, QUOTA_REFUSED, labelled
 from cozy_core.errors import CozyError
 

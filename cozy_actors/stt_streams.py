@@ -14,7 +14,8 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cozy_actors.config.models import SessionConfig, SttStreamLimitsConfig
+from cozy_actors.config.limits import SttStreamLimitsConfig
+from cozy_actors.config.models import SessionConfig
 from cozy_actors.runtime import LoopLagMonitor
 from cozy_core.errors import CozyError
 from cozy_media.workers import get_pool

@@ -13,7 +13,7 @@ from typing import Any
 
 from cozy_actors.audit import AuditLog
 from cozy_actors.cache.cache import TTLCache
-from cozy_actors.config.models import AuthFailureLimitConfig
+from cozy_actors.config.limits import AuthFailureLimitConfig
 from cozy_actors.observability.metrics import AUDIT_SAMPLED_OUT, AUTH_FAILURES
 
 from .principal import RateLimited

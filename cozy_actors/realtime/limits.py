@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cozy_actors.config.models import RealtimeLimitsConfig
+from cozy_actors.config.limits import RealtimeLimitsConfig
 
 from .items import RealtimeError
 

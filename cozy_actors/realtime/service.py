@@ -10,7 +10,7 @@ from typing import Any
 
 from cozy_actors.auth.principal import Principal
 from cozy_actors.config import AppConfig
-from cozy_actors.config.models import RealtimeLimitsConfig
+from cozy_actors.config.limits import RealtimeLimitsConfig
 from cozy_actors.conversation.resolve import resolve
 from cozy_actors.engines.llm.router import LLMRouter
 from cozy_actors.engines.tools.base import ToolCatalog

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cozy_actors.config.models import RealtimeLimitsConfig
+from cozy_actors.config.limits import RealtimeLimitsConfig
 from cozy_actors.context.voice import personalize
 from cozy_actors.conversation.handle import TurnHandle
 from cozy_actors.conversation.resolve import Resolved

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cozy_actors.auth.principal import Principal
-from cozy_actors.config.models import QuotaConfig
+from cozy_actors.config.limits import QuotaConfig
 from cozy_actors.quotas import QuotaExceeded, Quotas
 from cozy_actors.runtime import Actor, StopReason, Supervisor, SupervisorPolicy
 

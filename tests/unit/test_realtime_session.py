@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cozy_actors.config.models import RealtimeLimitsConfig
+from cozy_actors.config.limits import RealtimeLimitsConfig
 from cozy_actors.conversation.resolve import Resolved
 from cozy_actors.engines.llm.base import LLMFinish, LLMTextDelta, LLMUsage
 from cozy_actors.engines.tools.base import ToolCatalog

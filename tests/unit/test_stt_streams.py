@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from cozy_actors.config.models import SessionConfig, SttStreamLimitsConfig
+from cozy_actors.config.limits import SttStreamLimitsConfig
+from cozy_actors.config.models import SessionConfig
 from cozy_actors.runtime import LoopLagMonitor
 from cozy_actors.stt_streams import EXPIRED, REVOKED, SHUTDOWN, StreamEnd, SttStreams
 from cozy_core.errors import CozyError
