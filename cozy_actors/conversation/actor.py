@@ -26,6 +26,7 @@ from cozy_core.errors import CozyError, NotFound
 
 from .events import TurnFailed
 from .handle import CancelTurn, TurnFinished, TurnHandle
+from .history import recent_history
 from .turn import Turn, TurnSpec
 
 log = logging.getLogger("cozy.conversation")
@@ -188,10 +189,7 @@ class ConversationActor(Actor):
 
     def _prompt(self, personality: Personality, new: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Personality prompt, then the most recent history that fits the policy, then the new messages."""
-        keep = min(personality.memory.max_history_messages, len(self.history))
-        past = list(self.history)[len(self.history) - keep :] if keep else []
-        while past and past[0].get("role") not in ("user", "system", "developer"):
-            past.pop(0)  # never start with a tool result or a dangling assistant tool call
+        past = recent_history(list(self.history), personality.memory.max_history_messages)
         return [{"role": "system", "content": personality.system_prompt}, *past, *new]
 
     async def _with_context(

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from cozy_actors.config.limits import RealtimeLimitsConfig
 from cozy_actors.context.voice import personalize
 from cozy_actors.conversation.handle import TurnHandle
+from cozy_actors.conversation.history import trim_past
 from cozy_actors.conversation.resolve import Resolved
 from cozy_actors.conversation.turn import Turn, TurnSpec
 from cozy_actors.engines.tools.audit import ToolCaller
@@ -314,7 +315,8 @@ class RealtimeSession:
     ) -> ResponseRun:
         r = self.resolved
         system = r.personality.system_prompt + (f"\n\n{cfg.instructions}" if cfg.instructions else "")
-        history = self.items.messages() if conversation else []
+        # The model sees the personality's recent history (as in text chat), then the turn itself.
+        history = trim_past(self.items.messages(), r.personality.memory.max_history_messages) if conversation else []
         spec = TurnSpec(
             engine=r.engine,
             model=r.model,

@@ -301,3 +301,23 @@ async def test_items_held_in_memory_are_bounded_by_config() -> None:
     got = (await client.until("conversation.item.retrieved"))[0]
     assert got["item"]["id"] == "item_1"
     await sup.shutdown()
+
+
+async def test_model_sees_the_personalitys_recent_history_not_the_whole_call() -> None:
+    """As text chat: memory.max_history_messages (50 for `assistant`) past messages, then the turn."""
+    llm = ScriptedLLM([[LLMTextDelta("ok"), LLMFinish("stop")]])
+    ref, client, sup = await open_session(llm)
+    send(ref, {"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}})
+    for i in range(70):
+        role, part = ("user", "input_text") if i % 2 == 0 else ("assistant", "output_text")
+        item = {"type": "message", "role": role, "content": [{"type": part, "text": f"m{i}"}]}
+        send(ref, {"type": "conversation.item.create", "item": item})
+    now = {**USER, "content": [{"type": "input_text", "text": "now"}]}
+    send(ref, {"type": "conversation.item.create", "item": now})
+    send(ref, {"type": "response.create"})
+    await client.until("response.done")
+    sent = llm.requests[0].messages
+    assert sent[0]["role"] == "system" and sent[-1]["content"] == "now"
+    past = [m for m in sent[1:-1] if m["role"] != "system"]
+    assert len(past) == 50 and past[0]["role"] == "user" and past[-1]["content"] == "m69", past[:2]
+    await sup.shutdown()
