@@ -45,7 +45,7 @@ import websockets  # noqa: E402
 import yaml  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from tests.support.procs import start_cozy_serve, start_stub_llm  # noqa: E402
+from tests.support.procs import bench_server_env, start_cozy_serve, start_stub_llm  # noqa: E402
 
 KEY = "cozy-bench-realtime-key-0123456789abcdef"
 PHRASE = "What time is it in Paris right now?"
@@ -350,16 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     try:
         cfg = config_dir(args.engines, stub.base_url, tmp)
-        env = {
-            "COZY_LLM_BASE_URL": stub.base_url,
-            "COZY_LLM_MODEL": "stub-model",
-            "COZY_LLM_API_KEY": "stub",
-            "COZY_BOOTSTRAP_ADMIN_KEY": KEY,
-            "COZY_LOG_LEVEL": "warning",
-            "COZY_DATA_DIR": str(tmp / "data"),
-            "COZY_RATE_LIMIT_RPM": "1000000",
-            "COZY_RATE_LIMIT_BURST": "100000",
-        }
+        env = bench_server_env(stub.base_url, KEY, tmp / "data")
         server, root = start_cozy_serve(env, config_dir=cfg, timeout=120)
         rss0 = rss_mb(server.pid)
         lag0 = scrape_lag(root)

@@ -52,7 +52,7 @@ from benchmarks.realtime_latency import (  # noqa: E402
     scrape_lag,
     speech_clip,
 )
-from tests.support.procs import start_cozy_serve, start_stub_llm  # noqa: E402
+from tests.support.procs import bench_server_env, start_cozy_serve, start_stub_llm  # noqa: E402
 
 GRACE_S = 45.0  # after the deadline: time for the turns in flight to finish
 
@@ -173,16 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="cozy-soak-"))
     server = None
     try:
-        env = {
-            "COZY_LLM_BASE_URL": stub.base_url,
-            "COZY_LLM_MODEL": "stub-model",
-            "COZY_LLM_API_KEY": "stub",
-            "COZY_BOOTSTRAP_ADMIN_KEY": KEY,
-            "COZY_LOG_LEVEL": "warning",
-            "COZY_DATA_DIR": str(tmp / "data"),
-            "COZY_RATE_LIMIT_RPM": "1000000",
-            "COZY_RATE_LIMIT_BURST": "100000",
-        }
+        env = bench_server_env(stub.base_url, KEY, tmp / "data")
         server, root = start_cozy_serve(env, config_dir=config_dir("stub", stub.base_url, tmp), timeout=120)
         lag0 = scrape_lag(root)
         cpu0 = cpu_s(server.pid)

@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from benchmarks.realtime_latency import lag_p99, scrape_lag  # noqa: E402
-from tests.support.procs import start_cozy_serve, start_stub_llm  # noqa: E402
+from tests.support.procs import bench_server_env, start_cozy_serve, start_stub_llm  # noqa: E402
 from tests.webrtc.rtc_client import Call, to_48k  # noqa: E402
 
 KEY = "cozy-bench-webrtc-key-0123456789abcdef"
@@ -130,16 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     try:
         cfg = config_dir(tmp, args.silence_ms)
-        env = {
-            "COZY_LLM_BASE_URL": stub.base_url,
-            "COZY_LLM_MODEL": "stub-model",
-            "COZY_LLM_API_KEY": "stub",
-            "COZY_BOOTSTRAP_ADMIN_KEY": KEY,
-            "COZY_LOG_LEVEL": "warning",
-            "COZY_DATA_DIR": str(tmp / "data"),
-            "COZY_RATE_LIMIT_RPM": "1000000",
-            "COZY_RATE_LIMIT_BURST": "100000",
-        }
+        env = bench_server_env(stub.base_url, KEY, tmp / "data")
         server, root = start_cozy_serve(env, config_dir=cfg, timeout=120)
         lag0 = scrape_lag(root)
         rows = asyncio.run(drive(root, args.turns, args.barge_in))

@@ -202,6 +202,21 @@ def start_cozy_serve(
     return process, root
 
 
+def bench_server_env(stub_url: str, admin_key: str, data_dir: Path) -> dict[str, str]:
+    """The environment of a benchmark's `cozy serve`: the stub upstream as its LLM, an admin key,
+    its own data dir (embedded PostgreSQL), and rate limits out of the way of the load."""
+    return {
+        "COZY_LLM_BASE_URL": stub_url,
+        "COZY_LLM_MODEL": "stub-model",
+        "COZY_LLM_API_KEY": "stub",
+        "COZY_BOOTSTRAP_ADMIN_KEY": admin_key,
+        "COZY_LOG_LEVEL": "warning",
+        "COZY_DATA_DIR": str(data_dir),
+        "COZY_RATE_LIMIT_RPM": "1000000",
+        "COZY_RATE_LIMIT_BURST": "100000",
+    }
+
+
 class StubLLMServer:
     """Handle on a running stub LLM (tests/support/stub_llm.py) for fixtures and benchmarks."""
 
