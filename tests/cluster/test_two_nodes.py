@@ -1,0 +1,95 @@
+"""Two nodes behind a real HAProxy (issue 11, items 1 to 3 and 6), one cluster for the module:
+
+- round robin: one session's turns alternate nodes and the model sees the whole history every time;
+- two turns at once on two nodes: one answers, the other is 409 RESOURCE_SESSION_BUSY, and only the
+  one answer is stored;
+- a live call on node A and a text turn through node B: the turn is answered inside the call (the
+  call's client sees the typed user item and the reply item, the HTTP caller gets the reply, and
+  both are answered from the one history)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import uuid
+
+import httpx
+import pytest
+
+from tests.cluster.calls import ASSISTANT_ITEM, USER_ITEM, is_item, open_call
+from tests.cluster.conftest import Cluster, chat, exchange, model_saw, served_by, stored, wait_stored
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def sid() -> str:
+    return f"cl-{uuid.uuid4().hex[:12]}"
+
+
+def test_alternating_nodes_see_the_whole_history(cluster: Cluster) -> None:
+    session = sid()
+    texts = [f"turn {i} of {session}" for i in range(6)]
+    nodes = []
+    with httpx.Client(base_url=cluster.proxy.root_url) as client:
+        for i, text in enumerate(texts):
+            r, reply = chat(client, session, text, stream=i >= 4)  # the last two streamed (SSE)
+            assert r.status_code == 200, r.text
+            assert reply == f"Echo: {text}"
+            nodes.append(served_by(r))
+            saw = model_saw(cluster.upstream, text)
+            earlier = sum(1 for role, _ in saw if role == "user") - 1
+            assert saw == [*exchange(*texts[:i]), ("user", text)], (
+                f"turn {i} on {nodes[-1]}: the model saw {earlier} earlier user messages, wanted {i}: {saw}"
+            )
+        assert stored(client, session) == exchange(*texts)
+    assert all(a != b for a, b in itertools.pairwise(nodes)), f"round robin did not alternate: {nodes}"
+
+
+def test_concurrent_turns_on_two_nodes_one_answers(cluster: Cluster) -> None:
+    session = sid()
+    texts = [f"SLEEP 1 racer {i} of {session}" for i in range(2)]
+    with (
+        httpx.Client(base_url=cluster.proxy.root_url) as first,
+        httpx.Client(base_url=cluster.proxy.root_url) as second,
+    ):
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(lambda job: chat(job[0], session, job[1]), [(first, texts[0]), (second, texts[1])]))
+        responses = [r for r, _ in results]
+        assert {served_by(r) for r in responses} == set(cluster.nodes), "the two turns did not reach two nodes"
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses == [200, 409], (
+            f"wanted one answer and one 409, got {[(r.status_code, r.text) for r in responses]}"
+        )
+        (won,) = [i for i, r in enumerate(responses) if r.status_code == 200]
+        lost = responses[1 - won]
+        assert lost.json()["error"]["code"] == "RESOURCE_SESSION_BUSY", lost.text
+        assert results[won][1] == f"Echo: {texts[won]}"
+        assert stored(first, session) == exchange(texts[won])
+        after = f"after the race of {session}"
+        r, _ = chat(first, session, after)
+        assert r.status_code == 200, r.text
+        assert model_saw(cluster.upstream, after) == [*exchange(texts[won]), ("user", after)]
+
+
+async def test_text_turn_through_the_other_node_lands_in_the_call(cluster: Cluster) -> None:
+    session = f"cl-call-{uuid.uuid4().hex[:12]}"
+    first, typed, after = (f"{what} of {session}" for what in ("said in the call", "typed meanwhile", "said after"))
+    call = await open_call(cluster.proxy, session)
+    try:
+        assert await call.turn(first) == f"Echo: {first}"
+        through = cluster.other(call.node)
+        start = len(call.events)
+        with httpx.Client(base_url=cluster.proxy.root_url) as client:
+            r, reply = await asyncio.to_thread(chat, client, session, typed, pin=through)
+            assert r.status_code == 200, f"{r.status_code} from {r.headers.get('x-cozy-node')}: {r.text}"
+            assert served_by(r) == through
+            assert reply == f"Echo: {typed}"
+            assert model_saw(cluster.upstream, typed) == [*exchange(first), ("user", typed)]
+            await call.wait_for(is_item("user", typed, USER_ITEM), f"the typed user item {typed!r}", start=start)
+            await call.wait_for(is_item("assistant", reply, ASSISTANT_ITEM), f"the reply item {reply!r}", start=start)
+            assert await call.turn(after) == f"Echo: {after}"
+            assert model_saw(cluster.upstream, after) == [*exchange(first, typed), ("user", after)]
+            await asyncio.to_thread(wait_stored, client, session, exchange(first, typed, after))
+    finally:
+        await call.close()
