@@ -11,7 +11,7 @@ import concurrent.futures
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,6 @@ class Cluster:
     config_dir: Path
     database: str
     prefix: str
-    killed: list[str] = field(default_factory=list)
 
     def other(self, name: str) -> str:
         (other,) = [n for n in self.nodes if n != name]
@@ -79,7 +78,6 @@ class Cluster:
         node = self.nodes[name]
         os.killpg(node.process.pid, signal.SIGKILL)
         node.process.proc.wait(10)
-        self.killed.append(name)
 
 
 def start_node(name: str, env: dict[str, str], config_dir: Path) -> Node:

@@ -32,7 +32,7 @@ def _sub(pattern: str, repl: str, text: str, count: int) -> str:
     return out
 
 
-def test_config(port: int, nodes: dict[str, int]) -> str:
+def proxy_config(port: int, nodes: dict[str, int]) -> str:
     """deploy/haproxy.cfg for 127.0.0.1:`port` in front of `nodes` ({server name: port})."""
     text = DEPLOY_CONFIG.read_text()
     text = _sub(r"^([ \t]+)maxconn \d+$", r"\1maxconn 2000", text, 1)  # within a test runner's FD limit
@@ -44,10 +44,6 @@ def test_config(port: int, nodes: dict[str, int]) -> str:
     aids = [f"    http-response set-header {NODE_HEADER} %s"]
     aids += [f"    use-server {n} if {{ req.hdr({PIN_HEADER}) -m str {n} }}" for n in nodes]
     return _sub(r"^(backend \S+)$", "\\1\n" + "\n".join(aids), text, 2)
-
-
-# Not a test function: pytest must not collect it from this helper module.
-test_config.__test__ = False  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -74,7 +70,7 @@ def start_haproxy(nodes: dict[str, int], workdir: Path, timeout: float = 15) -> 
     """HAProxy in the foreground on a free port; returns once it routes to every node."""
     port = free_port()
     config = workdir / "haproxy.cfg"
-    config.write_text(test_config(port, nodes))
+    config.write_text(proxy_config(port, nodes))
     binary = haproxy_binary()
     check = start_process([binary, "-c", "-f", str(config)], None)
     assert check.proc.wait(10) == 0, f"haproxy -c refused the test config:\n{check.output()}"

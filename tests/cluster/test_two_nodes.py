@@ -3,9 +3,9 @@
 - round robin: one session's turns alternate nodes and the model sees the whole history every time;
 - two turns at once on two nodes: one answers, the other is 409 RESOURCE_SESSION_BUSY, and only the
   one answer is stored;
-- a live call on node A and a text turn through node B: the turn is answered inside the call (the
-  call's client sees the typed user item and the reply item, the HTTP caller gets the reply, and
-  both are answered from the one history)."""
+- a live call on node A and text turns through node B (JSON, then SSE): each is answered inside
+  the call (the call's client sees the typed user item and the reply item, the HTTP caller gets
+  the reply, and all are answered from the one history)."""
 
 from __future__ import annotations
 
@@ -73,23 +73,29 @@ def test_concurrent_turns_on_two_nodes_one_answers(cluster: Cluster) -> None:
 
 
 async def test_text_turn_through_the_other_node_lands_in_the_call(cluster: Cluster) -> None:
+    """Both wire shapes go through the other node: a JSON reply, then a streamed (SSE) one."""
     session = f"cl-call-{uuid.uuid4().hex[:12]}"
-    first, typed, after = (f"{what} of {session}" for what in ("said in the call", "typed meanwhile", "said after"))
+    first, typed, streamed, after = (
+        f"{what} of {session}" for what in ("said in the call", "typed meanwhile", "typed and streamed", "said after")
+    )
     call = await open_call(cluster.proxy, session)
     try:
         assert await call.turn(first) == f"Echo: {first}"
         through = cluster.other(call.node)
-        start = len(call.events)
         with httpx.Client(base_url=cluster.proxy.root_url) as client:
-            r, reply = await asyncio.to_thread(chat, client, session, typed, pin=through)
-            assert r.status_code == 200, f"{r.status_code} from {r.headers.get('x-cozy-node')}: {r.text}"
-            assert served_by(r) == through
-            assert reply == f"Echo: {typed}"
-            assert model_saw(cluster.upstream, typed) == [*exchange(first), ("user", typed)]
-            await call.wait_for(is_item("user", typed, USER_ITEM), f"the typed user item {typed!r}", start=start)
-            await call.wait_for(is_item("assistant", reply, ASSISTANT_ITEM), f"the reply item {reply!r}", start=start)
+            for n, text in enumerate((typed, streamed)):
+                start = len(call.events)
+                r, reply = await asyncio.to_thread(chat, client, session, text, pin=through, stream=n == 1)
+                assert r.status_code == 200, f"{r.status_code} from {r.headers.get('x-cozy-node')}: {r.text}"
+                assert served_by(r) == through
+                assert reply == f"Echo: {text}"
+                assert model_saw(cluster.upstream, text) == [*exchange(first, *(typed,) * n), ("user", text)]
+                await call.wait_for(is_item("user", text, USER_ITEM), f"the typed user item {text!r}", start=start)
+                await call.wait_for(
+                    is_item("assistant", reply, ASSISTANT_ITEM), f"the reply item {reply!r}", start=start
+                )
             assert await call.turn(after) == f"Echo: {after}"
-            assert model_saw(cluster.upstream, after) == [*exchange(first, typed), ("user", after)]
-            await asyncio.to_thread(wait_stored, client, session, exchange(first, typed, after))
+            assert model_saw(cluster.upstream, after) == [*exchange(first, typed, streamed), ("user", after)]
+            await asyncio.to_thread(wait_stored, client, session, exchange(first, typed, streamed, after))
     finally:
         await call.close()
