@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator
 from importlib.metadata import PackageNotFoundError, version
 
@@ -22,6 +24,7 @@ from .auth import AuthMiddleware
 from .body_limit import BodyLimitMiddleware
 from .client_address import ClientAddress
 from .errors import handle_cozy_error, handle_http_exception, handle_unexpected
+from .forward import Forwarder
 from .middleware import RequestContextMiddleware
 from .openapi import build_openapi, docs, openapi_json
 from .realtime.transport import realtime_endpoint
@@ -39,6 +42,11 @@ def package_version() -> str:
         return "0.0.0"
 
 
+def worker_id(services: CozyServices) -> str:
+    """This process's name among the workers (placement sets `services.worker_id`)."""
+    return getattr(services, "worker_id", None) or f"{socket.gethostname()}:{os.getpid()}"
+
+
 UPLOAD_ROUTES = ("/v1/audio/transcriptions", "/v1/audio/stt")
 
 
@@ -53,6 +61,11 @@ def create_app(settings: Settings, services: CozyServices | None = None) -> Star
     services = services or CozyServices(settings)
     services.build()
     webrtc = WebRTCGateway(settings, services) if settings.api.webrtc.enabled else None
+    forwarder = Forwarder(
+        worker_id(services),
+        retry_after_s=settings.app.quotas.retry_after_s,
+        read_timeout_s=settings.app.turn.llm_timeout_s + 30.0,  # a non-streamed reply arrives whole
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -65,6 +78,7 @@ def create_app(settings: Settings, services: CozyServices | None = None) -> Star
             if webrtc is not None:
                 await webrtc.stop()  # calls end before the actors' supervisor goes
             await services.stop()
+            await forwarder.close()
 
     routes = [
         Route("/v1/chat/completions", chat.chat_completions, methods=["POST"]),
@@ -146,6 +160,7 @@ def create_app(settings: Settings, services: CozyServices | None = None) -> Star
     app.state.services = services
     app.state.settings = settings
     app.state.webrtc = webrtc
+    app.state.forwarder = forwarder  # requests for conversations owned by another worker (forward.py)
     app.state.client_address = client_address
     app.state.openapi = build_openapi(package_version())
     if webrtc is not None:
