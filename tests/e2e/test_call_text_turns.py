@@ -193,7 +193,9 @@ async def test_call_takes_over_the_text_conversation(cozy_server: CozyServer, ht
     session = new_session_id()
     r = await http.post("/v1/chat/completions", json=chat_body(session, "typed first", stream=False))
     assert r.status_code == 200, r.text
-    slow = asyncio.create_task(http.post("/v1/chat/completions", json=chat_body(session, "SLEEP 1.5 slow", stream=False)))
+    slow = asyncio.create_task(
+        http.post("/v1/chat/completions", json=chat_body(session, "SLEEP 1.5 slow", stream=False))
+    )
     await asyncio.sleep(0.5)  # the slow turn is in progress
     started = time.monotonic()
     ws, call = await open_call(cozy_server, session)
