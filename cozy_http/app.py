@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
 from collections.abc import AsyncIterator
 from importlib.metadata import PackageNotFoundError, version
 
@@ -24,7 +22,7 @@ from .auth import AuthMiddleware
 from .body_limit import BodyLimitMiddleware
 from .client_address import ClientAddress
 from .errors import handle_cozy_error, handle_http_exception, handle_unexpected
-from .forward import Forwarder
+from .forward import Forwarder, worker_id
 from .middleware import RequestContextMiddleware
 from .openapi import build_openapi, docs, openapi_json
 from .realtime.transport import realtime_endpoint
@@ -40,11 +38,6 @@ def package_version() -> str:
         return version("cozy-engine")
     except PackageNotFoundError:
         return "0.0.0"
-
-
-def worker_id(services: CozyServices) -> str:
-    """This process's name among the workers (placement sets `services.worker_id`)."""
-    return getattr(services, "worker_id", None) or f"{socket.gethostname()}:{os.getpid()}"
 
 
 UPLOAD_ROUTES = ("/v1/audio/transcriptions", "/v1/audio/stt")

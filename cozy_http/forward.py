@@ -14,6 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+from typing import Any
 
 import httpx
 import orjson
@@ -32,6 +35,18 @@ _HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer"}
     | {b"transfer-encoding", b"upgrade"}
 )
+
+
+def worker_id(services: Any) -> str:
+    """This process's name among the workers (placement sets `services.worker_id`)."""
+    return getattr(services, "worker_id", None) or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def own_address(services: Any, request: Request) -> str:
+    """Where other workers reach this one: the placement's address, else COZY_INTERNAL_URL, else
+    the address this request came in on."""
+    address = getattr(getattr(services, "placement", None), "address", None)
+    return address or os.environ.get("COZY_INTERNAL_URL") or str(request.base_url).rstrip("/")
 
 
 def was_forwarded(request: Request) -> bool:
