@@ -59,13 +59,14 @@ def call_url(server: CozyServer, session: str) -> str:
     return server.base_url.replace("http://", "ws://") + f"/realtime?model={STUB_MODEL}&cozy_session_id={session}"
 
 
-async def open_call(server: CozyServer, session: str) -> tuple[Any, Call]:
+async def open_call(server: CozyServer, session: str, *, text: bool = True) -> tuple[Any, Call]:
     ws = await websockets.connect(call_url(server, session), additional_headers=AUTH)
     call = Call(ws)
     created = (await call.wait("session.created"))[0]
     assert created["session"]["id"].startswith("sess_"), created  # the wire id stays a realtime id
-    await call.send(TEXT_SESSION)
-    await call.wait("session.updated")
+    if text:
+        await call.send(TEXT_SESSION)
+        await call.wait("session.updated")
     return ws, call
 
 
@@ -233,3 +234,18 @@ async def test_reconnect_takes_the_call_over(cozy_server: CozyServer, http: http
     finally:
         await old_ws.close()
         await new_ws.close()
+
+
+async def test_text_turn_in_a_spoken_call_is_spoken(cozy_server: CozyServer, http: httpx.AsyncClient) -> None:
+    session = new_session_id()
+    ws, call = await open_call(cozy_server, session, text=False)  # the default: audio out
+    try:
+        r = await http.post("/v1/chat/completions", json=chat_body(session, "say it aloud", stream=False))
+        assert r.status_code == 200, r.text
+        assert r.json()["choices"][0]["message"]["content"] == "Echo: say it aloud"
+        done = (await call.wait("response.done"))[0]["response"]
+        assert done["status"] == "completed" and done["output_modalities"] == ["audio"]
+        assert len(call.of("response.output_audio.delta")) >= 3  # the reply was synthesized for the call
+        assert call.of("response.output_audio_transcript.done")[0]["transcript"] == "Echo: say it aloud"
+    finally:
+        await ws.close()
