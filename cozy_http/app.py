@@ -22,6 +22,7 @@ from .auth import AuthMiddleware
 from .body_limit import BodyLimitMiddleware
 from .client_address import ClientAddress
 from .errors import handle_cozy_error, handle_http_exception, handle_unexpected
+from .forward import Forwarder, worker_id
 from .middleware import RequestContextMiddleware
 from .openapi import build_openapi, docs, openapi_json
 from .realtime.transport import realtime_endpoint
@@ -53,6 +54,11 @@ def create_app(settings: Settings, services: CozyServices | None = None) -> Star
     services = services or CozyServices(settings)
     services.build()
     webrtc = WebRTCGateway(settings, services) if settings.api.webrtc.enabled else None
+    forwarder = Forwarder(
+        worker_id(services),
+        retry_after_s=settings.app.quotas.retry_after_s,
+        read_timeout_s=settings.app.turn.llm_timeout_s + 30.0,  # a non-streamed reply arrives whole
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -65,6 +71,7 @@ def create_app(settings: Settings, services: CozyServices | None = None) -> Star
             if webrtc is not None:
                 await webrtc.stop()  # calls end before the actors' supervisor goes
             await services.stop()
+            await forwarder.close()
 
     routes = [
         Route("/v1/chat/completions", chat.chat_completions, methods=["POST"]),
@@ -146,6 +153,7 @@ def create_app(settings: Settings, services: CozyServices | None = None) -> Star
     app.state.services = services
     app.state.settings = settings
     app.state.webrtc = webrtc
+    app.state.forwarder = forwarder  # requests for conversations owned by another worker (forward.py)
     app.state.client_address = client_address
     app.state.openapi = build_openapi(package_version())
     if webrtc is not None:

@@ -52,6 +52,7 @@ class ChatRequest:
     use_personalization: bool = True
     principal: Principal | None = None  # the authenticated caller; owns the session it names
     request_id: str | None = None
+    forwarded: bool = False  # sent on by another worker (x-cozy-forwarded): never forwarded again
 
 
 class ChatService:

@@ -94,7 +94,7 @@ class SessionService:
         self.store.forget_owner(session_id)
         ref = self.supervisor.directory.get(session_id)
         if ref is not None and ref.alive:
-            await ref.stop(StopReason.NORMAL, "session deleted")
+            await ref.stop(StopReason.DELETED, "session deleted")  # a call's client gets session_deleted
         if self.realtime is not None:
             self.realtime.end_stored_session(session_id)
 

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from cozy_actors.conversation.actor import StartTurn
 from cozy_actors.conversation.handle import TurnFinished
 from cozy_actors.conversation.resolve import Resolved
 from cozy_actors.runtime import Actor, StopReason
@@ -20,6 +21,7 @@ from cozy_core.errors import CozyError
 from .audio_in import AudioEvent
 from .response import Emit
 from .session import RealtimeDeps, RealtimeSession, ResponseEnded
+from .text_turns import start_text_turn
 
 log = logging.getLogger("cozy.realtime")
 
@@ -34,6 +36,7 @@ _STOP_CODES = {
     StopReason.CRASHED: ("session_failed", "The session failed repeatedly and was closed."),
     StopReason.REVOKED: ("session_revoked", "The session's API key was revoked or its user disabled."),
     StopReason.DELETED: ("session_deleted", "The session was deleted; nothing more is stored for it."),
+    StopReason.TAKEN_OVER: ("session_taken_over", "Another connection took this conversation over."),
 }
 
 
@@ -51,6 +54,10 @@ class AppendAudio:
 
 
 class RealtimeActor(Actor):
+    """Registered under the stored session id when it has one (one actor per conversation: text
+    turns of that conversation reach it, see text_turns.py); `wire_id` is the `sess_...` id the
+    client sees."""
+
     kind = "realtime"
 
     def __init__(
@@ -64,8 +71,10 @@ class RealtimeActor(Actor):
         history_limit: int = 50,
         restarted: bool = False,
         memo: dict[str, Any] | None = None,
+        wire_id: str | None = None,
     ) -> None:
         super().__init__(actor_id)
+        self.wire_id = wire_id or actor_id
         self.resolved = resolved
         self.deps = deps
         self.emit = emit
@@ -87,7 +96,7 @@ class RealtimeActor(Actor):
         if self.deps.speech is not None:
             await self.deps.speech.loaded()  # models load in the background at start-up
         self.session = RealtimeSession(
-            session_id=self.actor_id,
+            session_id=self.wire_id,
             resolved=self.resolved,
             deps=self.deps,
             emit=self.emit,
@@ -130,6 +139,9 @@ class RealtimeActor(Actor):
                 self.session.voice.on_event(message)
         elif isinstance(message, ResponseEnded):
             self.session.response_ended(message)
+        elif isinstance(message, StartTurn):
+            self.touch()
+            return start_text_turn(self.session, message.request)  # a text chat turn, answered in the call
         elif isinstance(message, TurnFinished):
             pass  # realtime keeps its own items; text-chat history bookkeeping does not apply
         else:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cozy_actors.conversation.events import TextDelta, ToolCallDelta, TurnDone, TurnFailed
+from cozy_actors.conversation.events import TextDelta, ToolCallDelta, TurnDone, TurnEvent, TurnFailed
 from cozy_actors.conversation.handle import TurnHandle
 
 from .audio_out import SpeechOutput
@@ -60,6 +60,9 @@ class ResponseRun:
         self._make_speech = speech if self.audio else None
         self.speech: SpeechOutput | None = None  # the audio of the assistant message, paced
         self.cancelled_at: float | None = None
+        # A text chat turn answered in the call listens here (text_turns.py): each turn event as
+        # the response sees it, then None once the response has ended.
+        self.mirror: Callable[[TurnEvent | None], None] | None = None
 
     def wire(self) -> dict[str, Any]:
         s = self.state
@@ -102,6 +105,8 @@ class ResponseRun:
         self.emit({"type": "response.created", "response": self.wire()})
         try:
             async for event in self.handle:
+                if self.mirror is not None:
+                    self.mirror(event)
                 if self.cancel_reason is not None:
                     continue  # drain to the final event; nothing more reaches the client
                 if isinstance(event, TextDelta):
@@ -120,6 +125,8 @@ class ResponseRun:
                 self.state.status = "cancelled"
                 self.state.status_details = {"type": "cancelled", "reason": self.cancel_reason or "client_cancelled"}
             self.emit({"type": "response.done", "response": self.wire()})
+            if self.mirror is not None:
+                self.mirror(None)
         return self.state
 
     # --- output items -------------------------------------------------------------------------

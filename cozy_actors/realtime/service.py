@@ -1,5 +1,11 @@
 """Opening a Realtime session: resolve personality/model/tools, spawn its actor under the
-supervisor (admission control applies), resume stored history for a known session id."""
+supervisor (admission control applies), resume stored history for a known session id.
+
+A call for a stored session is *the* actor of that conversation in this process: it is registered
+under the stored session id (the wire `session.id` stays `sess_...`), taking the id over from a
+text conversation actor (stopped once idle; its history is stored) or from an earlier call of the
+same conversation (a reconnect), so text turns of the conversation reach the call.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +30,8 @@ from .actor import RealtimeActor
 from .persist import WritePolicy
 from .response import Emit
 from .session import RealtimeDeps
+
+TAKEOVER_WAIT_S = 10.0  # a text turn in progress gets this long to finish before a call takes over
 
 
 class RealtimeService:
@@ -118,15 +126,26 @@ class RealtimeService:
                 history_limit=resolved.personality.memory.max_history_messages,
                 restarted=incarnations > 1,
                 memo=memo,
+                wire_id=wire_id,
             )
 
+        wire_id = f"sess_{uuid.uuid4().hex[:24]}"
+        lease = lambda: self.quotas.acquire_for("realtime_sessions", owner)  # noqa: E731 - released when it ends
         try:
-            ref = await self.supervisor.spawn(
-                factory,
-                f"sess_{uuid.uuid4().hex[:24]}",
-                policy=self.policy,
-                lease=lambda: self.quotas.acquire_for("realtime_sessions", owner),  # released when it ends
-            )
+            if session_id is None:
+                ref = await self.supervisor.spawn(factory, wire_id, policy=self.policy, lease=lease)
+            else:
+                holder = self.supervisor.directory.get(session_id)
+                ref = await self.supervisor.spawn_replacing(
+                    session_id,
+                    factory,
+                    # An earlier call of the conversation (a reconnect) is taken over at once; a text
+                    # turn in progress is let finish first.
+                    wait_s=0.0 if holder is not None and holder.kind == RealtimeActor.kind else TAKEOVER_WAIT_S,
+                    detail=f"a call ({wire_id}) took the conversation over",
+                    policy=self.policy,
+                    lease=lease,
+                )
         except SupervisorFull as exc:
             raise ServerFull(f"server is at capacity: {exc}", self.app.quotas.retry_after_s) from exc
         for old in [r for r in self._owners if not r.alive]:

@@ -26,6 +26,8 @@ __all__ = ["Supervisor", "SupervisorFull", "SupervisorPolicy"]
 
 log = logging.getLogger("cozy.runtime")
 
+_TAKEOVER_POLL_S = 0.02  # spawn_replacing: how often a busy holder is checked for idleness
+
 
 @dataclass
 class SupervisorPolicy:
@@ -171,9 +173,43 @@ class Supervisor:
     def evict_if_idle(self, ref: ActorRef, detail: str) -> bool:
         """Stop ``ref`` now (IDLE_TIMEOUT) if it is idle, as the idle timer would later; True if so.
         Lets a user's new conversation replace one of its idle ones instead of being refused."""
-        if not ref.alive or ref._phase != _WAITING or len(ref._mailbox) or ref.instance.busy:
+        if not ref.alive or not _idle(ref):
             return False
         return ref._request_stop(StopReason.IDLE_TIMEOUT, detail)
+
+    async def spawn_replacing(
+        self,
+        actor_id: str,
+        factory: Callable[[str], Actor],
+        *,
+        wait_s: float,
+        detail: str,
+        policy: SupervisorPolicy | None = None,
+        lease: LeaseFn | None = None,
+    ) -> ActorRef:
+        """Spawn under ``actor_id``, taking the id over from the live actor that holds it (one actor
+        per conversation): the holder is stopped (TAKEN_OVER) as soon as it is idle, work in
+        progress gets up to ``wait_s`` to finish, then it is stopped anyway. The new actor is built
+        once the old one's on_stop has run (its writes are flushed), so it loads what was stored."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while True:
+            self._admit(policy if policy is not None else self.policy)  # refuse before stopping anything
+            old = self.directory.get(actor_id)
+            if old is None:
+                return self._spawn_now(factory, actor_id, policy, lease)  # no await since the lookup
+            if old.alive and not _idle(old) and loop.time() < deadline:
+                await asyncio.sleep(_TAKEOVER_POLL_S)
+                continue
+            old._request_stop(StopReason.TAKEN_OVER, detail)
+            limit = old._policy.on_stop_timeout_s
+            try:
+                async with asyncio.timeout(None if limit is None else limit + 1.0):
+                    await old.wait_stopped()
+            except TimeoutError:
+                log.warning("%s: did not stop in time for its successor", old)
+                return self._spawn_now(factory, actor_id, policy, lease)  # starts after it (predecessor)
+            # Loop: something may have taken the id while the old one stopped; it is taken over too.
 
     def _ensure_background(self) -> None:
         if not self.loadmon.running:
@@ -260,6 +296,11 @@ class Supervisor:
             "loop_lag_s": self.loadmon.lag_s,
             "shutting_down": self._closing,
         }
+
+
+def _idle(ref: ActorRef) -> bool:
+    """Started, waiting for a message, nothing queued, no background work (a turn, a response)."""
+    return ref._phase == _WAITING and not len(ref._mailbox) and not ref.instance.busy
 
 
 def _check_timers(ref: ActorRef, now: float) -> None:

@@ -15,10 +15,12 @@ from starlette.responses import Response
 from cozy_actors.conversation.chat import ChatRequest
 from cozy_actors.conversation.events import ServerToolCall, TextDelta, ToolCallDelta, TurnDone, TurnFailed
 from cozy_actors.conversation.handle import TurnHandle
+from cozy_actors.placement import OwnedElsewhere
 from cozy_core.errors import CozyError
 
 from ..context import current_request_id
 from ..errors import error_body, error_response, from_validation
+from ..forward import was_forwarded
 from ..schemas import ChatCompletionRequest
 from ..sse import EventStreamResponse
 
@@ -58,9 +60,15 @@ async def chat_completions(request: Request) -> Response:
         use_personalization=cozy.use_personalization if cozy else True,
         principal=getattr(request.state, "principal", None),
         request_id=current_request_id(),
+        forwarded=was_forwarded(request),
     )
     services = request.app.state.services
-    handle = await services.chat.start_turn(chat)
+    try:
+        handle = await services.chat.start_turn(chat)
+    except OwnedElsewhere as exc:
+        if chat.forwarded:
+            raise  # 409: the worker that sent it here thought this one was the owner
+        return await request.app.state.forwarder.forward(request, exc.owner.address, owner=exc.owner.worker_id)
     events = aiter(handle)
     try:
         first = await anext(events)

@@ -29,6 +29,7 @@ from cozy_core.errors import CozyError
 from ..api_schemas import json_response, parse_body
 from ..auth import principal_of
 from .bridge import CallBridge
+from .peers import PeerLocator
 
 if TYPE_CHECKING:
     from cozy_actors.config import Settings
@@ -73,6 +74,7 @@ class WebRTCGateway:
         self._ui_stop = asyncio.Event()
         self._ui_task: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self.peers = PeerLocator(services)  # which worker holds each call: ICE candidates reach it
 
     # --- wiring -------------------------------------------------------------------------------
     def routes(self) -> list[BaseRoute]:
@@ -198,6 +200,10 @@ class WebRTCGateway:
         await self.ready()
         stream, wid = self.stream, body.webrtc_id
         if body.type == "ice-candidate":
+            if wid not in self.owners:  # held by another worker? then it answers
+                there = await self.peers.forward_candidate(request, wid, principal.user_id)
+                if there is not None:
+                    return there  # type: ignore[return-value]
             if self.owners.get(wid) != principal.user_id:
                 return _failed("unknown_connection")
             return _as_response(await stream.handle_offer(body.model_dump(), stream.set_additional_outputs(wid)))
@@ -244,6 +250,8 @@ class WebRTCGateway:
             raise CozyError(f"invalid SDP offer: {exc}", code="VALIDATION_ERROR", status=400, param="sdp") from exc
         if isinstance(answer, Response):
             await bridge.close("offer refused")
+        else:
+            await self.peers.record(wid, principal.user_id, request)
         return _as_response(answer)
 
     def claim(self, webrtc_id: str) -> CallBridge | None:
@@ -313,7 +321,8 @@ class WebRTCGateway:
             del self.calls[wid]
         if self.pending.get(wid) is bridge:
             del self.pending[wid]
-        self.owners.pop(wid, None)
+        if self.owners.pop(wid, None) is not None:
+            self.peers.forget(wid)
         self.hang_up(wid)
 
     def hang_up(self, webrtc_id: str) -> None:
