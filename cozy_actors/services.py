@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from cozy_actors.admin import AdminService
-from cozy_actors.cache.broadcast import Broadcaster
+from cozy_actors.cache.broadcast import make_broadcaster
 from cozy_actors.config import Settings
 from cozy_actors.context.build import ContextConfigError, build_context
 from cozy_actors.context.knowledge_admin import KnowledgeAdmin
@@ -118,8 +118,9 @@ class CozyServices:
         self.sessions = SessionService(self.store, self.supervisor, self.personalities, self.infra.audit)
         self.sessions.context = self.context
         self.context.live_sessions = self.store.live_ids  # queued updates of deleted sessions are dropped
-        # Cluster notices over Redis pub/sub: what an admin changes on one node, every node applies.
-        self.broadcast = Broadcaster(self.infra.redis)
+        # Cluster notices (Redis pub/sub, else PostgreSQL LISTEN/NOTIFY): what an admin changes on one
+        # worker or node, every one applies.
+        self.broadcast = make_broadcaster(self.infra.redis, self.infra.db)
         self.auth.broadcast = self.broadcast
         self.broadcast.on("personalities.reload", self._reload_personalities)
         self.broadcast.on("tools.refresh", self._refresh_tools)
