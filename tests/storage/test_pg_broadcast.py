@@ -15,11 +15,12 @@ from tests.support.pg import REDIS_URL, create_database, drop_database
 
 
 def recorder(
-    seen: list[tuple[int, dict | None]], i: int, event: asyncio.Event
+    seen: list[tuple[int, dict | None]], i: int, event: asyncio.Event, after: int = 1
 ) -> Callable[[dict | None], Awaitable[None]]:
     async def run(data: dict | None) -> None:
         seen.append((i, data))
-        event.set()
+        if len(seen) >= after:
+            event.set()
 
     return run
 
