@@ -27,6 +27,7 @@ from cozy_actors.realtime.persist import write_policy
 from cozy_actors.realtime.service import RealtimeService
 from cozy_actors.runtime import LoopLagMonitor, Supervisor, SupervisorPolicy
 from cozy_actors.stt_streams import SttStreams
+from cozy_actors.worker import sibling_workers, worker_id
 from cozy_media.workers import configure_pool
 
 log = logging.getLogger("cozy.services")
@@ -84,7 +85,13 @@ class CozyServices:
         except ContextConfigError as exc:
             raise StartupError([f"{context_file}: {p}" for p in exc.problems]) from exc
         self.ratelimit = self.infra.ratelimit
-        self.quotas = configure_quotas(s.app.quotas)  # per-user fair share (chat, realtime, STT stream, local LLM)
+        # Per-user fair share (chat, realtime, STT stream, local LLM); counted across `--workers N` siblings.
+        shared = None
+        if sibling_workers() > 1:
+            from cozy_actors.quota_share import SharedQuotas
+
+            shared = SharedQuotas(s.app.quotas, self.infra.db, worker_id=worker_id())
+        self.quotas = configure_quotas(s.app.quotas, shared)
         sess = s.app.sessions
         self.loadmon = LoopLagMonitor()
         self.supervisor = Supervisor(
@@ -197,6 +204,7 @@ class CozyServices:
         self.speech.start()  # models load in the pool in the background; /ready waits for them
         await self.tools.start()  # MCP servers, each within its connect_timeout_s; a failed one is only reported
         await self.broadcast.start()
+        await self.quotas.start()
         self.started = True
         log.info("services started", extra={"default_model": self.llms.default_id})
 
@@ -207,6 +215,7 @@ class CozyServices:
         await self.broadcast.close()
         self.stt_streams.end_all()  # each gets its final error event while the actors drain
         await self.supervisor.shutdown(timeout=10.0)
+        await self.quotas.close()  # after the actors released their slots
         await self.loadmon.stop()
         await self.llms.close()
         await self.speech.close()
