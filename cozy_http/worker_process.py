@@ -113,6 +113,10 @@ def run_worker(server: Server, sockets: list[socket.socket], config_dir: str | N
         settings.storage.database_url = SecretStr(os.environ["DATABASE_URL"])
     if os.environ.get("JWT_SECRET_KEY") and settings.security.jwt_secret_key is None:
         settings.security.jwt_secret_key = SecretStr(os.environ["JWT_SECRET_KEY"])
+    if os.environ.get("COZY_WORKER_POOL_MAX"):  # the parent's share of the embedded server's connections
+        st = settings.storage
+        st.pool_max_size = int(os.environ["COZY_WORKER_POOL_MAX"])
+        st.pool_min_size = min(st.pool_min_size, st.pool_max_size)
     configure_logging(settings.observability.log_level, settings.observability.log_format)
     internal, address = internal_socket(settings.api.internal_host)
     os.environ["COZY_INTERNAL_URL"] = address  # the placement service's default address (C2)

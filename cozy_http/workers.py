@@ -35,6 +35,8 @@ from .worker_process import PLACEHOLDER_APP, WorkerProcess
 
 log = logging.getLogger("cozy.workers")
 DRAIN_S = 40.0  # uvicorn's graceful timeout (10 s) + the actors' drain (10 s) + engines and storage closing
+EMBEDDED_CONNECTIONS = 90  # of the embedded server's 100, leaving some for `cozy users ...` and `psql`
+POOL_ENV = "COZY_WORKER_POOL_MAX"  # a worker's pool_max_size when the parent had to share the connections out
 RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # a worker that keeps dying is restarted ever more slowly
 
 
@@ -192,6 +194,11 @@ def serve_workers(settings: Settings, config_dir: str | None, *, host: str, port
         print(f"cozy serve: {exc}", file=sys.stderr)
         return 2
     env = {WORKERS_ENV: str(workers)}
+    if embedded is not None:  # its max_connections is 100: N pools (+ a listener each) must fit, with room for CLIs
+        per_worker = max(2, EMBEDDED_CONNECTIONS // workers - 1)
+        if per_worker < settings.storage.pool_max_size:
+            env[POOL_ENV] = str(per_worker)
+            log.info("database: %d connections per worker (embedded PostgreSQL allows 100 in all)", per_worker)
     assert settings.storage.database_url is not None
     env["DATABASE_URL"] = settings.storage.database_url.get_secret_value()
     if jwt_secret is not None:
