@@ -204,7 +204,9 @@ def serve_workers(settings: Settings, config_dir: str | None, *, host: str, port
     if jwt_secret is not None:
         env["JWT_SECRET_KEY"] = jwt_secret
     try:
-        config = uvicorn_config(settings, PLACEHOLDER_APP, host=host, port=port)
+        # A worker answers the parent's pings from a thread; 20 s (not uvicorn's 5) so a worker still
+        # starting on a loaded machine is not taken for a hung one and killed.
+        config = uvicorn_config(settings, PLACEHOLDER_APP, host=host, port=port, timeout_worker_healthcheck=20)
         sock = config.bind_socket()
         bound = sock.getsockname()
         base_id = os.environ.get(WORKER_ID_ENV) or f"{socket.gethostname()}-{os.getpid()}"
