@@ -15,7 +15,7 @@ from cozy_actors.audit import AuditLog
 from cozy_actors.auth.accounts import Accounts, check_uuid
 from cozy_actors.auth.principal import Principal
 from cozy_actors.auth.service import AuthService
-from cozy_actors.cache.broadcast import Broadcaster
+from cozy_actors.cache.broadcast import Broadcaster, Notices
 from cozy_actors.config import ConfigError, Settings, load_settings, redacted
 from cozy_actors.engines.tools.engine import ToolsConfigError, ToolsEngine
 from cozy_actors.personalities import Personality, PersonalityError, PersonalityStore
@@ -40,7 +40,7 @@ class AdminService:
         audit_store: PgAuditStore,
         personalities: PersonalityStore,
         tools: ToolsEngine,
-        broadcast: Broadcaster | None = None,
+        broadcast: Notices | None = None,
     ) -> None:
         self.settings = settings
         self.auth = auth

@@ -18,6 +18,7 @@ import platformdirs
 from cozy_actors.audit import AuditLog
 from cozy_actors.auth.service import AuthService
 from cozy_actors.cache import Cache, RateLimiter, RedisLink
+from cozy_actors.cache.pg_buckets import PgBuckets
 from cozy_actors.config import Settings
 from cozy_actors.queue import QueuePolicy, WriteQueue
 from cozy_actors.storage.audit import PgAuditStore
@@ -27,6 +28,7 @@ from cozy_actors.storage.embedded import EmbeddedPostgres
 from cozy_actors.storage.migrate import migrate
 from cozy_actors.storage.sessions import PgSessionStore
 from cozy_actors.storage.users import PgUserStore
+from cozy_actors.worker import sibling_workers
 
 log = logging.getLogger("cozy.storage")
 
@@ -85,13 +87,19 @@ class Infra:
             self.users, sec, audit=self.audit, cache=Cache("auth", self.redis, l1_ttl_s=sec.auth_cache_ttl_s)
         )
         rl = sec.rate_limit
+        # Several workers on one port and no Redis: their buckets live in PostgreSQL (one per caller, not N).
+        shared = PgBuckets(self.db) if self.redis is None and sibling_workers() > 1 else None
         self.ratelimit = RateLimiter(
-            requests_per_minute=rl.requests_per_minute, burst=rl.burst, link=self.redis, enabled=rl.enabled
+            requests_per_minute=rl.requests_per_minute,
+            burst=rl.burst,
+            link=self.redis,
+            enabled=rl.enabled,
+            shared=shared,
         )
         self.auth.limiter = self.ratelimit
         afl = sec.auth_failure_limit
         self.auth.failures.limiter = RateLimiter(
-            requests_per_minute=afl.per_client_per_minute, burst=afl.per_client_burst, link=self.redis
+            requests_per_minute=afl.per_client_per_minute, burst=afl.per_client_burst, link=self.redis, shared=shared
         )
         self.cache = Cache("general", self.redis, l1_ttl_s=min(30.0, st.cache_ttl_s))
         self.first_admin_key: str | None = None

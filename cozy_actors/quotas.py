@@ -5,8 +5,11 @@ lane), so without a per-user share one caller can fill it and everyone else gets
 is counted per user while a `Lease` is held; `Lease.release()` is idempotent, and every holder
 releases in a `finally` or an actor's stop callback, so a crash or a cancel cannot leak a slot.
 
-Counts are per process: several nodes each allow the configured number (cross-node quotas are
-future work). Admins are exempt when `exempt_admins` is set (the default): operators, benchmarks
+Counts are per process, except under `cozy serve --workers N`, where the live calls and streams
+of every worker on the node count together (quota_share.py: a PostgreSQL mirror, at most one sync
+interval behind); several nodes each allow the configured number.
+
+Admins are exempt when `exempt_admins` is set (the default): operators, benchmarks
 and the soak test run as admin; the process-wide limits (max_sessions, admission control) still
 apply to them.
 """
@@ -104,7 +107,7 @@ class Quotas:
         if owner is None or limit is None:
             return Lease(None, kind, None)
         counts = self._held[kind]
-        if counts[owner] >= limit:
+        if counts[owner] + self.elsewhere(kind, owner) >= limit:
             labelled(QUOTA_REFUSED, kind).inc()
             raise QuotaExceeded(kind, limit, self.config.retry_after_s)
         counts[owner] += 1
@@ -113,6 +116,16 @@ class Quotas:
 
     def held(self, kind: Kind, owner: str) -> int:
         return self._held[kind][owner]
+
+    def elsewhere(self, kind: Kind, owner: str) -> int:
+        """Slots this owner holds in other worker processes (none: quotas are per process here)."""
+        return 0
+
+    async def start(self) -> None:
+        """Nothing to share in one process (SharedQuotas mirrors counts between workers)."""
+
+    async def close(self) -> None:
+        """Nothing to withdraw in one process."""
 
     def _release(self, kind: Kind, owner: str) -> None:
         counts = self._held[kind]
@@ -134,8 +147,9 @@ def get_quotas() -> Quotas:
     return _current
 
 
-def configure_quotas(config: QuotaConfig) -> Quotas:
-    """Install the configured quotas for this process (services start-up)."""
+def configure_quotas(config: QuotaConfig, shared: Quotas | None = None) -> Quotas:
+    """Install the configured quotas for this process (services start-up); `shared`: counts
+    mirrored between worker processes (quota_share.SharedQuotas)."""
     global _current
-    _current = Quotas(config)
+    _current = shared if shared is not None else Quotas(config)
     return _current

@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from cozy_actors.admin import AdminService
-from cozy_actors.cache.broadcast import Broadcaster
+from cozy_actors.cache.broadcast import make_broadcaster
 from cozy_actors.config import Settings
 from cozy_actors.context.build import ContextConfigError, build_context
 from cozy_actors.context.knowledge_admin import KnowledgeAdmin
@@ -27,6 +27,7 @@ from cozy_actors.realtime.persist import write_policy
 from cozy_actors.realtime.service import RealtimeService
 from cozy_actors.runtime import LoopLagMonitor, Supervisor, SupervisorPolicy
 from cozy_actors.stt_streams import SttStreams
+from cozy_actors.worker import sibling_workers, worker_id
 from cozy_media.workers import configure_pool
 
 log = logging.getLogger("cozy.services")
@@ -84,7 +85,13 @@ class CozyServices:
         except ContextConfigError as exc:
             raise StartupError([f"{context_file}: {p}" for p in exc.problems]) from exc
         self.ratelimit = self.infra.ratelimit
-        self.quotas = configure_quotas(s.app.quotas)  # per-user fair share (chat, realtime, STT stream, local LLM)
+        # Per-user fair share (chat, realtime, STT stream, local LLM); counted across `--workers N` siblings.
+        shared = None
+        if sibling_workers() > 1:
+            from cozy_actors.quota_share import SharedQuotas
+
+            shared = SharedQuotas(s.app.quotas, self.infra.db, worker_id=worker_id())
+        self.quotas = configure_quotas(s.app.quotas, shared)
         sess = s.app.sessions
         self.loadmon = LoopLagMonitor()
         self.supervisor = Supervisor(
@@ -118,8 +125,9 @@ class CozyServices:
         self.sessions = SessionService(self.store, self.supervisor, self.personalities, self.infra.audit)
         self.sessions.context = self.context
         self.context.live_sessions = self.store.live_ids  # queued updates of deleted sessions are dropped
-        # Cluster notices over Redis pub/sub: what an admin changes on one node, every node applies.
-        self.broadcast = Broadcaster(self.infra.redis)
+        # Cluster notices (Redis pub/sub, else PostgreSQL LISTEN/NOTIFY): what an admin changes on one
+        # worker or node, every one applies.
+        self.broadcast = make_broadcaster(self.infra.redis, self.infra.db)
         self.auth.broadcast = self.broadcast
         self.broadcast.on("personalities.reload", self._reload_personalities)
         self.broadcast.on("tools.refresh", self._refresh_tools)
@@ -196,6 +204,7 @@ class CozyServices:
         self.speech.start()  # models load in the pool in the background; /ready waits for them
         await self.tools.start()  # MCP servers, each within its connect_timeout_s; a failed one is only reported
         await self.broadcast.start()
+        await self.quotas.start()
         self.started = True
         log.info("services started", extra={"default_model": self.llms.default_id})
 
@@ -206,6 +215,7 @@ class CozyServices:
         await self.broadcast.close()
         self.stt_streams.end_all()  # each gets its final error event while the actors drain
         await self.supervisor.shutdown(timeout=10.0)
+        await self.quotas.close()  # after the actors released their slots
         await self.loadmon.stop()
         await self.llms.close()
         await self.speech.close()

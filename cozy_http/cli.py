@@ -19,6 +19,18 @@ def _load(config_dir: str | None) -> Settings:
         raise SystemExit(2) from None
 
 
+def worker_count(value: int | str) -> int:
+    """`--workers`/`api.workers`: a positive number, or `auto` (the CPUs this process may use)."""
+    import os
+
+    if value == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    count = int(value)
+    if count < 1:
+        raise ValueError("--workers must be at least 1, or auto")
+    return count
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -26,38 +38,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from .app import create_app
     from .logs import configure_logging
+    from .serving import uvicorn_config
 
     settings = _load(args.config)
     configure_logging(settings.observability.log_level, settings.observability.log_format)
+    try:
+        workers = worker_count(settings.api.workers if args.workers is None else args.workers)
+    except ValueError as exc:
+        print(f"cozy serve: {exc}", file=sys.stderr)
+        return 2
+    host = args.host or settings.api.host
+    port = settings.api.port if args.port is None else args.port
+    if workers > 1:  # a parent that supervises N worker processes on one socket
+        from .workers import serve_workers
+
+        return serve_workers(settings, args.config, host=host, port=port, workers=workers)
     try:
         app = create_app(settings)
     except StartupError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
         return 2
-    host = args.host or settings.api.host
-    port = settings.api.port if args.port is None else args.port
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        ws="websockets-sansio",
-        # Realtime frames are base64 audio: deflate saves little and cost ~10% of a busy server's CPU.
-        ws_per_message_deflate=False,
-        # The largest per-endpoint message cap; each endpoint enforces its own (close 1009) below it.
-        ws_max_size=max(settings.api.realtime.max_message_bytes, settings.api.stt_stream.max_message_bytes),
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-        server_header=False,
-        # The client address is ours to work out (security.trusted_proxies, cozy_http.client_address):
-        # uvicorn must not rewrite it from X-Forwarded-For (by default it trusts 127.0.0.1 for that).
-        proxy_headers=False,
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(settings, app, host=host, port=port))
     server.run()
     return 0 if server.started else 1
 
@@ -83,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="bind address (default: api.host, 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default: api.port, 8000; 0 = any free port)")
     serve.add_argument("--config", default=None, help="configuration directory (default: ./config or COZY_CONFIG_DIR)")
+    serve.add_argument(
+        "--workers",
+        default=None,
+        help="worker processes on the one port: a number, or auto (one per CPU); default: api.workers, 1",
+    )
     serve.set_defaults(func=cmd_serve)
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)

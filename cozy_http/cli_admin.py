@@ -47,14 +47,14 @@ async def _migrate(settings: Settings) -> int:
 async def _accounts(settings: Settings) -> AsyncIterator[Accounts]:
     """The database and audit trail without the server (Accounts.auth is the server's AuthService)."""
     from cozy_actors.auth.accounts import Accounts
-    from cozy_actors.cache.broadcast import Broadcaster
+    from cozy_actors.cache.broadcast import make_broadcaster
     from cozy_actors.infra import Infra
 
     # Audit events go straight to the database (the in-process queue, drained by stop()): no Redis
-    # consumer to outlive the command. With Redis, running servers hear about revocations and
-    # disabled users at once (a publish; nothing is subscribed).
+    # consumer to outlive the command. Running servers hear about revocations and disabled users at
+    # once (a publish over Redis, else a NOTIFY; nothing is subscribed).
     infra = Infra(settings, queue_on_redis=False)
-    infra.auth.broadcast = Broadcaster(infra.redis)
+    infra.auth.broadcast = make_broadcaster(infra.redis, infra.db)
     try:
         await infra.open_database()
         await infra.queue.start()

@@ -23,9 +23,11 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, access_log: bool = True) -> None:
+    def __init__(self, app: ASGIApp, *, access_log: bool = True, worker_id: str | None = None) -> None:
         self.app = app
         self.access_log = access_log
+        # `x-cozy-worker` on every response: which worker process answered (`cozy serve --workers N`).
+        self.worker = (b"x-cozy-worker", worker_id.encode("latin-1")) if worker_id else None
         self.log = get_logger("cozy.access")  # bound after logging is configured
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -47,7 +49,11 @@ class RequestContextMiddleware:
                 headers = list(message.get("headers", ()))
                 if not any(k.lower() == b"x-request-id" for k, _ in headers):
                     headers.append((b"x-request-id", rid))
+                if self.worker is not None:
+                    headers.append(self.worker)
                 message["headers"] = headers
+            elif message["type"] == "websocket.accept" and self.worker is not None:
+                message["headers"] = [*message.get("headers", ()), self.worker]
             await send(message)
 
         try:

@@ -1,5 +1,6 @@
-"""Token-bucket rate limiting per API key: one atomic Lua call in Redis (shared by every node), an
-in-process bucket map without Redis or while it is down (then each node limits on its own)."""
+"""Token-bucket rate limiting per API key: one atomic Lua call in Redis (shared by every node); without
+Redis, one atomic upsert in PostgreSQL when several worker processes share the port (pg_buckets.py);
+else, or while the shared store is down, an in-process bucket map (then each process limits on its own)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from cozy_core.errors import CozyError
+
 from .link import RedisDown, RedisLink
+from .pg_buckets import PgBuckets
 
 # KEYS[1] bucket; ARGV: rate (tokens/s), burst, cost (1: take a token; -1: give one back).
 # Server time, so nodes with skewed clocks agree.
@@ -77,11 +81,18 @@ class LocalBuckets:
 
 class RateLimiter:
     def __init__(
-        self, *, requests_per_minute: float, burst: int, link: RedisLink | None = None, enabled: bool = True
+        self,
+        *,
+        requests_per_minute: float,
+        burst: int,
+        link: RedisLink | None = None,
+        enabled: bool = True,
+        shared: PgBuckets | None = None,
     ) -> None:
         self.default_rpm = requests_per_minute
         self.burst = burst
         self.link = link
+        self.shared = shared if link is None else None  # Redis, when configured, is the shared store
         self.enabled = enabled
         self.local = LocalBuckets()
         self._script = link.client.register_script(_LUA) if link is not None else None
@@ -110,4 +121,11 @@ class RateLimiter:
                 pass
             else:
                 return Decision(bool(int(allowed)), float(wait))
+        elif self.shared is not None:
+            try:
+                ok, wait = await self.shared.take(key, rate, burst, cost)
+            except CozyError:  # the database is down: this process limits on its own meanwhile
+                pass
+            else:
+                return Decision(ok, wait)
         return self.local.take(key, rate, burst, cost)

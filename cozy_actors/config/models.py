@@ -103,6 +103,8 @@ class WebRTCConfig(_Strict):
 class ApiConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    workers: int | Literal["auto"] = 1  # worker processes on the one port (`cozy serve --workers`); auto: CPUs
+    internal_host: str = "127.0.0.1"  # each worker's own listener (forwarded requests); a node's IP across nodes
     cors_origins: list[str] = []
     max_body_bytes: int = Field(26_214_400, ge=1024)  # every HTTP body, counted while it streams in: 413
     max_body_bytes_by_route: dict[str, int] = {}  # exact path -> cap; the audio upload routes default to
@@ -120,6 +122,13 @@ class ApiConfig(_Strict):
                 raise ValueError(f"{path!r}: a route is an exact path starting with '/'")
             if not isinstance(cap, int) or cap < 1:
                 raise ValueError(f"{path!r}: the cap must be a positive number of bytes")
+        return value
+
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("at least 1 (or auto: one per CPU)")
         return value
 
     @model_validator(mode="after")
