@@ -16,7 +16,6 @@ from starlette.staticfiles import StaticFiles
 
 from cozy_actors.config import Settings
 from cozy_actors.services import CozyServices
-from cozy_actors.worker import worker_id
 from cozy_core.errors import CozyError
 
 from .auth import AuthMiddleware
@@ -122,7 +121,7 @@ def create_app(settings: Settings, services: CozyServices | None = None) -> Star
             import swagger_ui_bundle
 
             routes.append(Mount("/docs/static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path)))
-    worker = getattr(services, "worker_id", None) or worker_id()  # the placement's name for this process
+    worker = worker_id(services)  # the placement's name for this process
     middleware = [Middleware(RequestContextMiddleware, access_log=settings.observability.access_log, worker_id=worker)]
     if settings.api.cors_origins:
         middleware.append(

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
 from typing import Any
 
 import httpx
@@ -24,6 +23,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from cozy_actors.quotas import ServerFull
+from cozy_actors.worker import worker_id as process_worker_id
 
 log = logging.getLogger("cozy.http")
 
@@ -39,7 +39,7 @@ _HOP_BY_HOP = frozenset(
 
 def worker_id(services: Any) -> str:
     """This process's name among the workers (placement sets `services.worker_id`)."""
-    return getattr(services, "worker_id", None) or f"{socket.gethostname()}:{os.getpid()}"
+    return getattr(services, "worker_id", None) or process_worker_id()
 
 
 def own_address(services: Any, request: Request) -> str:
