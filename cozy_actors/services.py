@@ -7,6 +7,8 @@ tests and the CLI can build the same graph without HTTP.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from typing import Any
 
 from cozy_actors.admin import AdminService
@@ -22,6 +24,7 @@ from cozy_actors.engines.speech import SpeechConfigError, build_speech
 from cozy_actors.engines.tools.engine import ToolsConfigError, ToolsEngine
 from cozy_actors.infra import Infra
 from cozy_actors.personalities import PersonalityStore
+from cozy_actors.placement.lease import Placement
 from cozy_actors.quotas import configure_quotas
 from cozy_actors.realtime.persist import write_policy
 from cozy_actors.realtime.service import RealtimeService
@@ -83,6 +86,13 @@ class CozyServices:
             self.context = build_context(s.context, self.registry, db=self.infra.db, queue=self.infra.queue)
         except ContextConfigError as exc:
             raise StartupError([f"{context_file}: {p}" for p in exc.problems]) from exc
+        # One live owner per conversation across workers and nodes: leases on the session rows.
+        self.worker_id = os.environ.get("COZY_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}"
+        api, pl = s.api, s.storage.placement
+        address = os.environ.get("COZY_INTERNAL_URL") or api.internal_url or f"http://{api.host}:{api.port}"
+        self.placement = Placement(
+            self.infra.db, worker_id=self.worker_id, address=address, ttl_s=pl.ttl_s, heartbeat_s=pl.heartbeat_s
+        )
         self.ratelimit = self.infra.ratelimit
         self.quotas = configure_quotas(s.app.quotas)  # per-user fair share (chat, realtime, STT stream, local LLM)
         sess = s.app.sessions
@@ -113,6 +123,7 @@ class CozyServices:
             context=self.context,
             quotas=self.quotas,
             checkpoints=self.infra.checkpoints,
+            placement=self.placement,
         )
         self.knowledge = KnowledgeAdmin(self.context, self.auth, self.infra.audit)
         self.sessions = SessionService(self.store, self.supervisor, self.personalities, self.infra.audit)
@@ -151,8 +162,11 @@ class CozyServices:
             quotas=self.quotas,
             checkpoints=self.infra.checkpoints,
             write_policy=write_policy(s.storage.durability),
+            placement=self.placement,
+            broadcast=self.broadcast,
         )
         self.sessions.realtime = self.realtime
+        self.broadcast.on("session.takeover", self.realtime.on_takeover)  # a reconnect elsewhere takes the call
 
     # --- another node's notices (data None: we may have missed some while disconnected) --------
     async def _reload_personalities(self, data: dict[str, Any] | None) -> None:
@@ -188,8 +202,10 @@ class CozyServices:
         self.loadmon.start()
         await self.infra.start()
         try:
+            await self.placement.start()  # heartbeat row: this worker may own conversations from now on
             await self.llms.initialize()
         except BaseException:
+            await self.placement.close()
             await self.infra.stop()
             raise
         await self.context.start()
@@ -211,6 +227,7 @@ class CozyServices:
         await self.speech.close()
         await self.tools.close()  # stops stdio MCP server processes
         await self.context.close()  # detached sync-mode updates finish; queued ones flush in infra.stop
+        await self.placement.close()  # drops this worker's row: its leases are free at once
         await self.infra.stop()  # after the actors: their last messages and audit events are flushed
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from cozy_core.errors import CozyError
 
-__all__ = ["Lease", "LeaseLost", "Owner", "OwnedElsewhere"]
+__all__ = ["Lease", "LeaseLost", "OwnedElsewhere", "Owner"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ _STOP_CODES = {
     StopReason.CRASHED: ("session_failed", "The session failed repeatedly and was closed."),
     StopReason.REVOKED: ("session_revoked", "The session's API key was revoked or its user disabled."),
     StopReason.DELETED: ("session_deleted", "The session was deleted; nothing more is stored for it."),
+    StopReason.TAKEN_OVER: ("session_taken_over", "The conversation was taken over by another connection."),
 }
 
 

@@ -41,6 +41,7 @@ class StopReason(str, Enum):  # noqa: UP042 - str+Enum is the documented API sha
     CRASHED = "crashed"  # restart budget spent
     REVOKED = "revoked"  # its owner's key was revoked or the user disabled
     DELETED = "deleted"  # the stored session it writes to was deleted
+    TAKEN_OVER = "taken_over"  # another worker took its conversation over (a reconnect elsewhere)
 
 
 class AskTimeout(asyncio.TimeoutError):
