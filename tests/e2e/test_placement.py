@@ -89,7 +89,7 @@ def _turn(ws: ClientConnection, text: str) -> None:
 def test_a_call_reconnecting_on_the_other_node_takes_it_over(two_nodes: Cluster) -> None:  # noqa: F811
     a, b = two_nodes.a, two_nodes.b
     sid = new_session_id()
-    _open_call(b, new_session_id(), timeout=90).close()  # B's speech models are loaded: the timing below is the takeover's
+    _open_call(b, new_session_id(), timeout=90).close()  # speech models loaded: what is timed below is the takeover
     on_a = _open_call(a, sid, timeout=90)
     try:
         _turn(on_a, "said on A")
