@@ -204,3 +204,57 @@ async def test_two_stacks_alternating_turns_see_the_whole_history(
     finally:
         for sup in sups:
             await sup.shutdown(2)
+
+
+def count_queries(db: Database) -> list[str]:
+    """Record the operation name of every statement the store and placement send from now on."""
+    ops: list[str] = []
+    for name in ("fetch", "fetchrow", "fetchval", "execute", "connection"):
+        real = getattr(db, name)
+
+        def counted(op: str, *args: Any, _real: Any = real) -> Any:
+            ops.append(op)
+            return _real(op, *args)
+
+        setattr(db, name, counted)
+    return ops
+
+
+async def test_what_a_turn_costs_in_statements(
+    workers: tuple[Placement, Placement], store: PgSessionStore, db: Database
+) -> None:
+    """A turn on a node that answered the last one: lease, user's words, reply (+ release): three
+    statements (two before placement). After another node answered: the history reload too."""
+    a, b = workers
+    await cancel_and_wait(a._task)  # no heartbeats in the count (one per worker per second, not per turn)
+    await cancel_and_wait(b._task)
+    sid = await session(store, db)
+    llm = Recording()
+    sups = [Supervisor(SupervisorPolicy(max_duration_s=None, idle_timeout_s=None)) for _ in range(2)]
+    refs = []
+    for placement, sup in zip(workers, sups, strict=True):
+        deps = ConversationDeps(catalog=ToolCatalog(BUILTIN_TOOLS.values()), store=store, placement=placement)
+        refs.append(await sup.spawn(lambda aid, d=deps: ConversationActor(aid, d, session_id=sid), sid))
+
+    async def turn(ref: Any, text: str) -> None:
+        handle = await ref.ask(StartTurn(request(llm, text)), timeout=5)
+        [e async for e in handle]
+        for _ in range(100):
+            if await b.owner_of(sid) is None:
+                return
+            await asyncio.sleep(0.01)
+
+    try:
+        await turn(refs[0], "first")  # a new session: nothing to load
+        await turn(refs[1], "on b")
+        ops = count_queries(db)
+        await turn(refs[0], "back on a")  # a is stale: it reloads
+        stale = [o for o in ops if o != "placement.owner"]
+        ops.clear()
+        await turn(refs[0], "again on a")
+        steady = [o for o in ops if o != "placement.owner"]
+        assert steady == ["placement.acquire", "message.append", "message.append"], steady
+        assert stale == ["placement.acquire", "session.load", "message.append", "message.append"], stale
+    finally:
+        for sup in sups:
+            await sup.shutdown(2)
