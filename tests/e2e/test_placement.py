@@ -6,6 +6,8 @@ realtime reconnect on the other node takes the call over (the old one ends `sess
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from typing import Any
@@ -107,4 +109,25 @@ def test_a_call_reconnecting_on_the_other_node_takes_it_over(two_nodes: Cluster)
         assert users_seen(a.upstream.requests()[-1]) == ["said on A", "said on B"]
         on_b.close()
     finally:
+        on_a.close()
+
+
+def test_a_call_whose_node_died_is_taken_over_once_its_heartbeat_lapses(two_nodes: Cluster) -> None:  # noqa: F811
+    a, b = two_nodes.a, two_nodes.b
+    sid = new_session_id()
+    _open_call(b, new_session_id(), timeout=90).close()  # speech models loaded: what is timed below is the takeover
+    on_a = _open_call(a, sid, timeout=90)
+    _turn(on_a, "said on A before it died")
+    os.killpg(a.process.pid, signal.SIGKILL)  # no goodbye: A's row in `workers` stays, its heartbeat stops
+    a.process.proc.wait(10)
+    started = time.monotonic()
+    on_b = _open_call(b, sid, timeout=30)
+    took = time.monotonic() - started
+    try:
+        assert took < 5.0 + 1.5, f"took {took:.1f} s (ttl 5 s)"
+        b.upstream.clear()
+        _turn(on_b, "said on B")
+        assert users_seen(b.upstream.requests()[-1]) == ["said on A before it died", "said on B"]
+    finally:
+        on_b.close()
         on_a.close()
