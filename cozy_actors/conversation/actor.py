@@ -121,27 +121,33 @@ class ConversationActor(Actor):
             self.history.extend(stored.messages)
         self.version = stored.version if stored is not None else 0
 
-    async def _take_lease(self) -> CozyError | None:
-        """The turn's lease, and a history as fresh as the store's; an error to answer with otherwise."""
+    async def _take_lease(self, new: list[dict[str, Any]]) -> CozyError | bool:
+        """The turn's lease, and a history as fresh as the store's: True when the user's words
+        `new` were stored with it (one statement), False when they are still to be written (the
+        turn rides on this worker's call lease); an error to answer with otherwise."""
         assert self.session_id is not None
         try:
-            self._lease = lease = await self.deps.placement.acquire(self.session_id, "turn")
+            self._lease = lease = await self.deps.placement.acquire(self.session_id, "turn", append=new)
         except OwnedElsewhere as exc:
             # A call elsewhere: the edge forwards the turn there. Another worker's turn: busy (409).
             return SessionBusy(self.session_id) if exc.owner.kind == "turn" else exc
         except CozyError as exc:
             return exc
+        stored = lease.kind == "turn"
         if lease.version != self.version:
             if lease.version == 0:
                 self.history.clear()
-                self.version = 0
             else:
                 try:
                     await self._load()  # another worker answered since: reload before building the prompt
                 except CozyError as exc:
                     await self._let_go()
                     return exc
-        return None
+                for _ in range(len(new) if stored else 0):
+                    if self.history:
+                        self.history.pop()  # the user's words just stored: added below, as on every turn
+        self.version = lease.version + len(new) if stored else lease.version
+        return stored
 
     @property
     def _fence(self) -> int | None:
@@ -192,12 +198,17 @@ class ConversationActor(Actor):
         self.touch()
         new = [_clean(m) for m in req.messages]
         if self.session_id is not None:
-            if self.deps.placement is not None and (refused := await self._take_lease()) is not None:
-                return refused
             # The user's words are stored before the model is called: a failed turn never loses them,
-            # and a store that cannot take them refuses the turn (the client sees STORAGE_*).
+            # and a store that cannot take them refuses the turn (the client sees STORAGE_*). With
+            # placement they are stored by the statement that takes the turn's lease.
+            stored = await self._take_lease(new) if self.deps.placement is not None else False
+            if isinstance(stored, CozyError):
+                return stored
             try:
-                self.version = await self.deps.store.append(self.session_id, req.personality.id, new, fence=self._fence)
+                if not stored:
+                    self.version = await self.deps.store.append(
+                        self.session_id, req.personality.id, new, fence=self._fence
+                    )
             except CozyError as exc:
                 self.version = None
                 await self._let_go()

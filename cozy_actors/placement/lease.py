@@ -23,6 +23,7 @@ import logging
 from typing import Any
 
 from cozy_actors.storage.db import Database
+from cozy_actors.storage.sessions import INSERT_MESSAGES
 from cozy_core.aio import cancel_and_wait
 from cozy_core.errors import CozyError, NotFound
 
@@ -34,25 +35,37 @@ log = logging.getLogger("cozy.placement")
 # from this incarnation of that worker (token taken after the worker's start).
 _LIVE = "w.heartbeat_at > now() - make_interval(secs => $4) AND s.owner_token >= w.epoch"
 
+
 # Taken when free, when its owner is dead, or when this worker holds it (a new token: the old
 # holder's writes are refused) - except that a text turn on the worker holding the session's call
 # rides on the call's lease (the second branch returns it), so a typed message never ends the call.
-_ACQUIRE = f"""
+# With $6 (a jsonb array of messages: a turn's user words) they are stored in the same statement
+# when the lease is taken, so a turn costs no more statements than before placement; the count
+# returned is the one before them (what the turn compares with the history it holds).
+def _acquire_sql(append: bool) -> str:
+    count = "s.message_count + jsonb_array_length($6::jsonb), updated_at = now()" if append else "s.message_count"
+    ins = f", ins AS ({INSERT_MESSAGES.format(source='upd', param='$6')})" if append else ""
+    before = "message_count - jsonb_array_length($6::jsonb)" if append else "message_count"
+    return f"""
 WITH upd AS (
-    UPDATE sessions s SET owner_worker = $2, owner_token = nextval('session_owner_tokens'), owner_kind = $3
+    UPDATE sessions s SET owner_worker = $2, owner_token = nextval('session_owner_tokens'), owner_kind = $3,
+           message_count = {count}
     WHERE s.id = $1 AND s.deleted_at IS NULL
       AND NOT (s.owner_worker IS NOT DISTINCT FROM $2 AND s.owner_kind IS NOT DISTINCT FROM 'call'
                AND $3 = 'turn' AND s.owner_token >= $5)
       AND (s.owner_worker IS NULL OR s.owner_worker = $2
            OR NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = s.owner_worker AND {_LIVE}))
-    RETURNING s.owner_token, s.message_count)
-SELECT true AS acquired, owner_token, message_count, $3::text AS owner_kind, $2::text AS owner_worker,
-       NULL::text AS address FROM upd
+    RETURNING s.id, s.owner_token, s.message_count){ins}
+SELECT true AS acquired, owner_token, {before} AS message_count, $3::text AS owner_kind,
+       $2::text AS owner_worker, NULL::text AS address FROM upd
 UNION ALL
 SELECT false, s.owner_token, s.message_count, s.owner_kind, s.owner_worker, w.address
 FROM sessions s LEFT JOIN workers w ON w.id = s.owner_worker AND {_LIVE}
 WHERE s.id = $1 AND s.deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM upd)
 """
+
+
+_ACQUIRE, _ACQUIRE_APPEND = _acquire_sql(False), _acquire_sql(True)
 _OWNER = f"""
 SELECT s.owner_worker, s.owner_kind, w.address FROM sessions s
 JOIN workers w ON w.id = s.owner_worker AND {_LIVE.replace("$4", "$2")}
@@ -116,16 +129,21 @@ class Placement:
             except CozyError as exc:  # leases lapse after ttl_s; fenced writes keep that safe
                 log.warning("placement heartbeat failed: %s", exc)
 
-    async def acquire(self, session_id: str, kind: str) -> Lease:
+    async def acquire(self, session_id: str, kind: str, *, append: list[dict[str, Any]] | None = None) -> Lease:
         """Own `session_id` (kind "turn" or "call"); raises OwnedElsewhere when another live worker
         holds it, NotFound when the session is unknown or deleted. A "turn" on the worker that
-        holds the session's call gets the call's lease (kind "call": the turn must not release it)."""
+        holds the session's call gets the call's lease (kind "call": the turn must not release it).
+        `append`: messages stored with the lease, in the same statement, when it is taken (the
+        returned lease has the kind asked for; its version is the count before them). A ridden or
+        refused lease stores nothing."""
         if kind not in ("turn", "call"):
             raise ValueError(f"unknown lease kind {kind!r}")
+        args: tuple[Any, ...] = (session_id, self.worker_id, kind, self.ttl_s, self.epoch)
+        sql = _ACQUIRE if append is None else _ACQUIRE_APPEND
+        if append is not None:
+            args += (append,)
         for _ in range(3):
-            row = await self.db.fetchrow(
-                "placement.acquire", _ACQUIRE, session_id, self.worker_id, kind, self.ttl_s, self.epoch
-            )
+            row = await self.db.fetchrow("placement.acquire", sql, *args)
             if row is None:
                 raise NotFound(f"session {session_id!r} not found", param="cozy.session_id")
             if row["acquired"]:

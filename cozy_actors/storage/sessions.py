@@ -35,25 +35,28 @@ SELECT user_id, deleted_at, created FROM ins
 UNION ALL
 SELECT user_id, deleted_at, false FROM sessions WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM ins)
 """
+# The messages (a jsonb array, `param`) of the one session row in CTE `source`, in order; shared
+# with the turn lease's first write (cozy_actors/placement/lease.py).
+INSERT_MESSAGES = """
+    INSERT INTO messages (session_id, role, content, name, tool_calls, tool_call_id, model,
+                          prompt_tokens, completion_tokens, latency_ms, incomplete)
+    SELECT {source}.id, e->>'role', e->'content', e->>'name', e->'tool_calls', e->>'tool_call_id', e->>'model',
+           (e->>'prompt_tokens')::int, (e->>'completion_tokens')::int, (e->>'latency_ms')::int,
+           coalesce((e->>'incomplete')::boolean, false)
+    FROM {source}, jsonb_array_elements({param}::jsonb) WITH ORDINALITY AS t(e, n)
+    ORDER BY n
+    RETURNING 1"""
 # Refuses a deleted session atomically: the session row is locked (a concurrent soft delete waits
 # for this append, or this append sees its committed deleted_at), and nothing is inserted when the
 # lock finds no live session; no row back means "deleted or unknown". $3 is the turn's checkpoint
 # id: its tombstone is written in the same statement, so a crash never stores the reply twice.
 # $4 is the writer's lease token (fencing, cozy_actors/placement): checked on the locked row, so a
 # worker whose lease was taken over cannot write; $5 drops the lease with the turn's final write.
-_APPEND = """
+_APPEND = f"""
 WITH s AS (SELECT id, ($4::bigint IS NULL OR owner_token IS NOT DISTINCT FROM $4) AS fenced_ok
            FROM sessions WHERE id = $1 AND deleted_at IS NULL FOR NO KEY UPDATE),
 ok AS (SELECT id FROM s WHERE fenced_ok),
-ins AS (
-    INSERT INTO messages (session_id, role, content, name, tool_calls, tool_call_id, model,
-                          prompt_tokens, completion_tokens, latency_ms, incomplete)
-    SELECT ok.id, e->>'role', e->'content', e->>'name', e->'tool_calls', e->>'tool_call_id', e->>'model',
-           (e->>'prompt_tokens')::int, (e->>'completion_tokens')::int, (e->>'latency_ms')::int,
-           coalesce((e->>'incomplete')::boolean, false)
-    FROM ok, jsonb_array_elements($2::jsonb) WITH ORDINALITY AS t(e, n)
-    ORDER BY n
-    RETURNING 1),
+ins AS ({INSERT_MESSAGES.format(source="ok", param="$2")}),
 cp AS (
     INSERT INTO turn_checkpoints (id, session_id, done) SELECT $3, ok.id, true FROM ok WHERE $3::text IS NOT NULL
     ON CONFLICT (id) DO UPDATE SET done = true, updated_at = now()

@@ -158,6 +158,24 @@ async def test_the_final_write_releases_and_deleted_sessions_refuse(
         await b.acquire(sid, "turn")
 
 
+async def test_the_users_words_are_stored_only_with_a_lease(
+    workers: tuple[Placement, Placement], store: PgSessionStore, db: Database
+) -> None:
+    a, b = workers
+    sid = await session(store, db)
+    lease = await a.acquire(sid, "turn", append=user("first words"))
+    assert (lease.kind, lease.version) == ("turn", 0)
+    with pytest.raises(OwnedElsewhere):
+        await b.acquire(sid, "turn", append=user("refused words"))
+    await store.append(sid, "assistant", [{"role": "assistant", "content": "r"}], fence=lease.token, release=True)
+    call = await a.acquire(sid, "call")
+    ride = await a.acquire(sid, "turn", append=user("typed during the call"))
+    assert (ride.kind, ride.token, ride.version) == ("call", call.token, 2)  # ridden: nothing stored
+    stored = await store.load(sid, limit=10)
+    assert stored is not None and stored.version == 2
+    assert [m["content"] for m in stored.messages] == ["first words", "r"]
+
+
 class Recording(ScriptedLLM):
     """Answers "n" with the number of user messages it was shown: what each node's model saw."""
 
@@ -223,8 +241,8 @@ def count_queries(db: Database) -> list[str]:
 async def test_what_a_turn_costs_in_statements(
     workers: tuple[Placement, Placement], store: PgSessionStore, db: Database
 ) -> None:
-    """A turn on a node that answered the last one: lease, user's words, reply (+ release): three
-    statements (two before placement). After another node answered: the history reload too."""
+    """A turn on a node that answered the last one: lease with the user's words, reply with the
+    release: two statements, as before placement. After another node answered: the reload too."""
     a, b = workers
     await cancel_and_wait(a._task)  # no heartbeats in the count (one per worker per second, not per turn)
     await cancel_and_wait(b._task)
@@ -253,8 +271,8 @@ async def test_what_a_turn_costs_in_statements(
         ops.clear()
         await turn(refs[0], "again on a")
         steady = [o for o in ops if o != "placement.owner"]
-        assert steady == ["placement.acquire", "message.append", "message.append"], steady
-        assert stale == ["placement.acquire", "session.load", "message.append", "message.append"], stale
+        assert steady == ["placement.acquire", "message.append"], steady
+        assert stale == ["placement.acquire", "session.load", "message.append"], stale
     finally:
         for sup in sups:
             await sup.shutdown(2)
