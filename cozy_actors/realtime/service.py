@@ -173,7 +173,9 @@ class RealtimeService:
                 self._stop(ref, StopReason.TAKEN_OVER, "session taken over")
         if local:
             bound = self.deps.write_policy.flush_on_stop_s + 2.0
-            await asyncio.wait([asyncio.ensure_future(r.wait_stopped()) for r in local], timeout=bound)
+            _, late = await asyncio.wait([asyncio.ensure_future(r.wait_stopped()) for r in local], timeout=bound)
+            for waiter in late:
+                waiter.cancel()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.placement.ttl_s + 1.0
         asked = False
