@@ -7,6 +7,7 @@ tests and the CLI can build the same graph without HTTP.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from cozy_actors.admin import AdminService
@@ -22,6 +23,7 @@ from cozy_actors.engines.speech import SpeechConfigError, build_speech
 from cozy_actors.engines.tools.engine import ToolsConfigError, ToolsEngine
 from cozy_actors.infra import Infra
 from cozy_actors.personalities import PersonalityStore
+from cozy_actors.placement.lease import Placement
 from cozy_actors.quotas import configure_quotas
 from cozy_actors.realtime.persist import write_policy
 from cozy_actors.realtime.service import RealtimeService
@@ -84,13 +86,20 @@ class CozyServices:
             self.context = build_context(s.context, self.registry, db=self.infra.db, queue=self.infra.queue)
         except ContextConfigError as exc:
             raise StartupError([f"{context_file}: {p}" for p in exc.problems]) from exc
+        # One live owner per conversation across workers and nodes: leases on the session rows.
+        self.worker_id = worker_id()  # COZY_WORKER_ID under `--workers N`, else host-pid
+        api, pl = s.api, s.storage.placement
+        address = os.environ.get("COZY_INTERNAL_URL") or api.internal_url or f"http://{api.host}:{api.port}"
+        self.placement = Placement(
+            self.infra.db, worker_id=self.worker_id, address=address, ttl_s=pl.ttl_s, heartbeat_s=pl.heartbeat_s
+        )
         self.ratelimit = self.infra.ratelimit
         # Per-user fair share (chat, realtime, STT stream, local LLM); counted across `--workers N` siblings.
         shared = None
         if sibling_workers() > 1:
             from cozy_actors.quota_share import SharedQuotas
 
-            shared = SharedQuotas(s.app.quotas, self.infra.db, worker_id=worker_id())
+            shared = SharedQuotas(s.app.quotas, self.infra.db, worker_id=self.worker_id)
         self.quotas = configure_quotas(s.app.quotas, shared)
         sess = s.app.sessions
         self.loadmon = LoopLagMonitor()
@@ -120,6 +129,7 @@ class CozyServices:
             context=self.context,
             quotas=self.quotas,
             checkpoints=self.infra.checkpoints,
+            placement=self.placement,
         )
         self.knowledge = KnowledgeAdmin(self.context, self.auth, self.infra.audit)
         self.sessions = SessionService(self.store, self.supervisor, self.personalities, self.infra.audit)
@@ -159,8 +169,11 @@ class CozyServices:
             quotas=self.quotas,
             checkpoints=self.infra.checkpoints,
             write_policy=write_policy(s.storage.durability),
+            placement=self.placement,
+            broadcast=self.broadcast,
         )
         self.sessions.realtime = self.realtime
+        self.broadcast.on("session.takeover", self.realtime.on_takeover)  # a reconnect elsewhere takes the call
 
     # --- another node's notices (data None: we may have missed some while disconnected) --------
     async def _reload_personalities(self, data: dict[str, Any] | None) -> None:
@@ -196,8 +209,10 @@ class CozyServices:
         self.loadmon.start()
         await self.infra.start()
         try:
+            await self.placement.start()  # heartbeat row: this worker may own conversations from now on
             await self.llms.initialize()
         except BaseException:
+            await self.placement.close()
             await self.infra.stop()
             raise
         await self.context.start()
@@ -221,6 +236,7 @@ class CozyServices:
         await self.speech.close()
         await self.tools.close()  # stops stdio MCP server processes
         await self.context.close()  # detached sync-mode updates finish; queued ones flush in infra.stop
+        await self.placement.close()  # drops this worker's row: its leases are free at once
         await self.infra.stop()  # after the actors: their last messages and audit events are flushed
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:

@@ -105,6 +105,7 @@ class ApiConfig(_Strict):
     port: int = Field(8000, ge=0, le=65535)
     workers: int | Literal["auto"] = 1  # worker processes on the one port (`cozy serve --workers`); auto: CPUs
     internal_host: str = "127.0.0.1"  # each worker's own listener (forwarded requests); a node's IP across nodes
+    internal_url: str | None = None  # where other workers reach this one (forwarding); empty: http://host:port
     cors_origins: list[str] = []
     max_body_bytes: int = Field(26_214_400, ge=1024)  # every HTTP body, counted while it streams in: 413
     max_body_bytes_by_route: dict[str, int] = {}  # exact path -> cap; the audio upload routes default to
@@ -113,6 +114,8 @@ class ApiConfig(_Strict):
     webrtc: WebRTCConfig = WebRTCConfig()
     realtime: RealtimeLimitsConfig = RealtimeLimitsConfig()
     stt_stream: SttStreamLimitsConfig = SttStreamLimitsConfig()
+
+    _none = field_validator("internal_url", mode="before")(_empty_to_none)
 
     @field_validator("max_body_bytes_by_route")
     @classmethod
@@ -299,6 +302,19 @@ class DurabilityConfig(_Strict):
     max_pending_writes: int = Field(1000, ge=1)  # per session; beyond it the oldest are dropped (logged)
 
 
+class PlacementConfig(_Strict):
+    """Conversation leases (DESIGN, Placement): a worker silent for ttl_s loses its conversations."""
+
+    ttl_s: float = Field(5.0, gt=0)
+    heartbeat_s: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _beat(self) -> PlacementConfig:
+        if self.heartbeat_s >= self.ttl_s:
+            raise ValueError("heartbeat_s must be below ttl_s")
+        return self
+
+
 class StorageConfig(_Strict):
     database_url: SecretStr | None = None  # empty: embedded PostgreSQL under app.data_dir/postgres
     redis_url: SecretStr | None = None  # empty: in-process cache, rate limiter and queue
@@ -312,6 +328,7 @@ class StorageConfig(_Strict):
     cache_ttl_s: float = Field(300.0, gt=0)
     queue: QueueConfig = QueueConfig()
     durability: DurabilityConfig = DurabilityConfig()
+    placement: PlacementConfig = PlacementConfig()
 
     _none = field_validator("database_url", "redis_url", mode="before")(_empty_to_none)
 

@@ -3,6 +3,11 @@
 Text mode today (each chat completion is one turn); voice will add the audio pipeline to the
 same actor. Only the actor's own task touches `history` and `_turn`; the turn runs as a separate
 task so control messages (cancel) are handled while it streams.
+
+Across workers (DESIGN, Placement): each stateful turn takes the conversation's "turn" lease,
+reloads the history when the lease shows a version (message count) other than the one this actor
+last saw (another worker answered meanwhile), writes the user's words and the reply fenced by the
+lease's token, and lets go with the reply's write. An idle conversation holds no lease.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from cozy_actors.context.base import TurnRecord
 from cozy_actors.engines.llm.base import LLMEngine
 from cozy_actors.engines.tools.audit import ToolCaller
 from cozy_actors.engines.tools.base import Tool, ToolCatalog
+from cozy_actors.observability.metrics import LEASE_LOST
 from cozy_actors.personalities import Personality
+from cozy_actors.placement import Lease, LeaseLost, OwnedElsewhere
 from cozy_actors.runtime import Actor, StopReason
 from cozy_actors.storage import ConversationStore
 from cozy_actors.storage.base import MessageMeta
@@ -70,6 +77,7 @@ class ConversationDeps:
     audit: Any = None  # an AuditLog (server tool calls are audited by the catalog, see TurnSpec.caller)
     context: Any = None  # a ContextService (personalization); None: off
     checkpoints: Any = None  # TurnCheckpoints: a reply cut off by a crash is still stored (incomplete)
+    placement: Any = None  # Placement: one owner per conversation across workers; None: this process only
 
 
 class SessionBusy(CozyError):
@@ -92,18 +100,72 @@ class ConversationActor(Actor):
         self.history: deque[dict[str, Any]] = deque(maxlen=deps.max_history_messages)
         self._handle: TurnHandle | None = None  # the running turn, until its TurnFinished arrives
         self._learn: TurnRecord | None = None  # the running turn's input, for memory/profile after it
+        self.version: int | None = None  # the session's message count our history reflects (None: unknown)
+        self._lease: Lease | None = None  # held for the running turn only
 
     @property
     def busy(self) -> bool:
         return self._handle is not None
 
     async def on_start(self) -> None:
-        if self.session_id is None:
-            return
+        if self.session_id is None or self.deps.placement is not None:
+            return  # with placement, the first turn's lease says whether there is history to load
+        await self._load()
+
+    async def _load(self) -> None:
+        assert self.session_id is not None
         stored = await self.deps.store.load(self.session_id, limit=self.deps.max_history_messages)
+        self.history.clear()
         if stored is not None:
             self.personality_id = stored.personality_id
             self.history.extend(stored.messages)
+        self.version = stored.version if stored is not None else 0
+
+    async def _take_lease(self, new: list[dict[str, Any]]) -> CozyError | bool:
+        """The turn's lease, and a history as fresh as the store's: True when the user's words
+        `new` were stored with it (one statement), False when they are still to be written (the
+        turn rides on this worker's call lease); an error to answer with otherwise."""
+        assert self.session_id is not None
+        try:
+            self._lease = lease = await self.deps.placement.acquire(self.session_id, "turn", append=new)
+        except OwnedElsewhere as exc:
+            # A call elsewhere: the edge forwards the turn there. Another worker's turn: busy (409).
+            return SessionBusy(self.session_id) if exc.owner.kind == "turn" else exc
+        except CozyError as exc:
+            return exc
+        stored = lease.kind == "turn"
+        if lease.version != self.version:
+            if lease.version == 0:
+                self.history.clear()
+            else:
+                try:
+                    await self._load()  # another worker answered since: reload before building the prompt
+                except CozyError as exc:
+                    await self._let_go()
+                    return exc
+                for _ in range(len(new) if stored else 0):
+                    if self.history:
+                        self.history.pop()  # the user's words just stored: added below, as on every turn
+        self.version = lease.version + len(new) if stored else lease.version
+        return stored
+
+    @property
+    def _fence(self) -> int | None:
+        return self._lease.token if self._lease is not None else None
+
+    @property
+    def _release(self) -> bool:
+        """A lease of our own is dropped with the reply; a call's lease (ridden by a turn on the
+        call's worker) is the call's to release."""
+        return self._lease is not None and self._lease.kind == "turn"
+
+    async def _let_go(self) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None and lease.kind == "turn":
+            try:
+                await self.deps.placement.release(lease)
+            except CozyError:
+                log.warning("turn lease not released (it lapses)", extra={"session_id": self.session_id})
 
     async def handle(self, message: Any) -> Any:
         if isinstance(message, StartTurn):
@@ -118,6 +180,7 @@ class ConversationActor(Actor):
             self.history.extend(message.new_messages)
             if self.session_id is not None:
                 await self._persist_turn(message)
+                await self._let_go()  # released by the reply's write already; this covers a failed one
             learn, self._learn = self._learn, None
             if learn is not None and message.new_messages and not message.incomplete:
                 learn.messages.extend(message.new_messages)
@@ -136,10 +199,19 @@ class ConversationActor(Actor):
         new = [_clean(m) for m in req.messages]
         if self.session_id is not None:
             # The user's words are stored before the model is called: a failed turn never loses them,
-            # and a store that cannot take them refuses the turn (the client sees STORAGE_*).
+            # and a store that cannot take them refuses the turn (the client sees STORAGE_*). With
+            # placement they are stored by the statement that takes the turn's lease.
+            stored = await self._take_lease(new) if self.deps.placement is not None else False
+            if isinstance(stored, CozyError):
+                return stored
             try:
-                await self.deps.store.append(self.session_id, req.personality.id, new)
+                if not stored:
+                    self.version = await self.deps.store.append(
+                        self.session_id, req.personality.id, new, fence=self._fence
+                    )
             except CozyError as exc:
+                self.version = None
+                await self._let_go()
                 return exc
         prompt = self._prompt(req.personality, new)
         self.history.extend(new)
@@ -217,17 +289,31 @@ class ConversationActor(Actor):
             latency_ms=round(message.latency_s * 1000) if message.latency_s is not None else None,
             incomplete=message.incomplete,
         )
+        release = self._release
         try:
-            await self.deps.store.append(
+            version = await self.deps.store.append(
                 self.session_id,
                 self.personality_id or "",
                 message.new_messages,
                 meta=meta,
                 checkpoint=self._checkpoint(self._handle),
+                fence=self._fence,
+                release=release,
+            )
+            self.version = version if version >= 0 else self.version
+            if release:
+                self._lease = None
+        except LeaseLost:
+            self.version = None  # our history holds a reply the store refused: reload next turn
+            LEASE_LOST.labels("text").inc()
+            log.warning(
+                "assistant message not stored: another worker took the session over",
+                extra={"session_id": self.session_id},
             )
         except NotFound:
             log.info("assistant message not stored: the session was deleted", extra={"session_id": self.session_id})
         except CozyError:
+            self.version = None
             log.exception("assistant message not stored", extra={"session_id": self.session_id})
 
     async def on_stop(self, reason: StopReason, detail: str | None) -> None:
@@ -237,6 +323,7 @@ class ConversationActor(Actor):
             self._handle.cancel(reason.value, TurnFailed("RESOURCE_SESSION_ENDED", message, 503, partial))
             if self.session_id is not None:
                 # The handle cannot tell a stopping actor any more: keep the cut-short answer here.
+                release = self._release
                 try:
                     await self.deps.store.append(
                         self.session_id,
@@ -244,11 +331,20 @@ class ConversationActor(Actor):
                         [{"role": "assistant", "content": partial}] if partial else [],
                         meta=MessageMeta(model=self._handle.model, incomplete=True),
                         checkpoint=self._checkpoint(self._handle),
+                        fence=self._fence,
+                        release=release,
                     )
+                    if release:
+                        self._lease = None
+                except LeaseLost:
+                    LEASE_LOST.labels("text").inc()
+                    log.warning("partial answer not stored: session taken over", extra={"session_id": self.session_id})
                 except NotFound:
                     pass  # the session was deleted (that is why it stops): nothing may be stored
                 except CozyError:
                     log.exception("partial answer not stored", extra={"session_id": self.session_id})
+        if self.session_id is not None:
+            await self._let_go()  # a turn that ended but whose TurnFinished never arrived
 
 
 def _clean(message: dict[str, Any]) -> dict[str, Any]:

@@ -69,6 +69,7 @@ class ChatService:
         context: Any = None,
         quotas: Quotas | None = None,
         checkpoints: Any = None,
+        placement: Any = None,
     ) -> None:
         self.app = app
         self.quotas = quotas if quotas is not None else get_quotas()
@@ -88,9 +89,13 @@ class ChatService:
             audit=audit,
             context=context,
             checkpoints=checkpoints,
+            placement=placement,
         )
 
     async def start_turn(self, req: ChatRequest) -> TurnHandle:
+        """Start the turn on the session's actor. Raises OwnedElsewhere when a call on another
+        worker owns the session (the edge forwards the request there), SessionBusy (409) when
+        another worker is answering it right now."""
         _check_messages(req.messages, stateful=req.session_id is not None)
         r = await resolve(
             self.personalities,

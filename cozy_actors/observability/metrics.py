@@ -44,6 +44,11 @@ def labelled(metric: MetricWrapperBase, *values: str) -> Any:
 
 
 # --- storage, Redis, queue, auth (system of record) ---------------------------------------------
+LEASE_LOST = Counter(
+    "cozy_lease_lost_writes_total",
+    "Writes refused because this worker's lease on the conversation was taken over (fencing).",
+    ["channel"],
+)
 STORAGE_ERRORS = Counter("cozy_storage_errors_total", "Database failures by operation and kind.", ["op", "kind"])
 REDIS_UP = Gauge("cozy_redis_up", "1 while Redis answers, 0 while the in-process fallbacks serve (absent: no Redis).")
 REDIS_FALLBACKS = Counter(

@@ -5,7 +5,9 @@ words it answers) and a storage error lost the turn for good. Here a session's w
 queue drained by one task: a write that fails with a storage error is retried with backoff (the
 call goes on meanwhile; nothing the user hears waits for the database), the next one waits its
 turn, and a stopping session gives the queue `flush_on_stop_s` to drain. A deleted session
-(SessionGone) drops what is pending: nothing may be appended to it.
+(SessionGone) drops what is pending: nothing may be appended to it. With a lease (`fence`, a call
+holds its conversation's lease for its whole duration) every write carries the token; a refused
+one (LeaseLost: another worker took the conversation over) drops what is pending and ends the call.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cozy_actors.observability.metrics import LEASE_LOST
+from cozy_actors.placement import LeaseLost
 from cozy_actors.storage import ConversationStore
 from cozy_actors.storage.base import MessageMeta
 from cozy_core.errors import CozyError, NotFound
@@ -55,9 +59,16 @@ class _Write:
 
 class SessionWriter:
     def __init__(
-        self, store: ConversationStore, session_id: str, personality_id: str, policy: WritePolicy | None = None
+        self,
+        store: ConversationStore,
+        session_id: str,
+        personality_id: str,
+        policy: WritePolicy | None = None,
+        *,
+        fence: int | None = None,
     ) -> None:
         self.store = store
+        self.fence = fence  # the call's lease token: a write after a takeover is refused
         self.session_id = session_id
         self.personality_id = personality_id
         self.policy = policy or WritePolicy()
@@ -67,6 +78,8 @@ class SessionWriter:
         self._idle.set()
         self.gone = False  # the session was deleted: writes are refused from now on
         self.on_gone: Callable[[], None] | None = None  # e.g. end the call (a deletion notice was missed)
+        self.lost = False  # the lease was taken over: writes are refused from now on
+        self.on_lost: Callable[[], None] | None = None  # end the call (session_taken_over)
         self.retries = 0
 
     @classmethod
@@ -87,7 +100,7 @@ class SessionWriter:
         self, messages: list[dict[str, Any]], *, meta: MessageMeta | None = None, checkpoint: str | None = None
     ) -> None:
         """Queue an append; never blocks, never raises."""
-        if self.gone:
+        if self.gone or self.lost:
             return
         self._pending.append(_Write(messages, meta, checkpoint))
         while len(self._pending) > self.policy.max_pending:
@@ -126,8 +139,25 @@ class SessionWriter:
             w = self._pending[0]
             try:
                 await self.store.append(
-                    self.session_id, self.personality_id, w.messages, meta=w.meta, checkpoint=w.checkpoint
+                    self.session_id,
+                    self.personality_id,
+                    w.messages,
+                    meta=w.meta,
+                    checkpoint=w.checkpoint,
+                    fence=self.fence,
                 )
+            except LeaseLost:  # another worker owns the conversation now: nothing more is ours to store
+                self.lost = True
+                LEASE_LOST.labels("realtime").inc(len(self._pending))
+                log.warning(
+                    "realtime write refused: the session was taken over (%d dropped)",
+                    len(self._pending),
+                    extra={"session_id": self.session_id},
+                )
+                self._pending.clear()
+                if self.on_lost is not None:
+                    self.on_lost()
+                break
             except NotFound:  # deleted: nothing more may be stored for this session
                 self.gone = True
                 self._pending.clear()

@@ -5,7 +5,11 @@ A call for a stored session is *the* actor of that conversation in this process:
 under the stored session id (the wire `session.id` stays `sess_...`), taking the id over from a
 text conversation actor (stopped once idle; its history is stored) or from an earlier call of the
 same conversation (a reconnect), so text turns of the conversation reach the call.
-"""
+
+A call on a stored session owns it (DESIGN, Placement): it holds the session's "call" lease for
+its whole duration and every write it makes carries the lease's token. A reconnect that lands on
+another worker asks the old owner to end its call (broadcast `session.takeover`), then takes the
+lease once let go, or once the old owner's heartbeat lapsed (it died)."""
 
 from __future__ import annotations
 
@@ -17,17 +21,19 @@ from typing import Any
 from cozy_actors.auth.principal import Principal
 from cozy_actors.config import AppConfig
 from cozy_actors.config.limits import RealtimeLimitsConfig
+from cozy_actors.conversation.actor import SessionBusy
 from cozy_actors.conversation.resolve import resolve
 from cozy_actors.engines.llm.router import LLMRouter
 from cozy_actors.engines.tools.base import ToolCatalog
 from cozy_actors.personalities import PersonalityStore
+from cozy_actors.placement import Lease, OwnedElsewhere
 from cozy_actors.quotas import Quotas, ServerFull, get_quotas
 from cozy_actors.runtime import ActorRef, StopReason, Supervisor, SupervisorFull
 from cozy_actors.storage import ConversationStore
 from cozy_media.workers import get_pool
 
 from .actor import RealtimeActor
-from .persist import WritePolicy
+from .persist import SessionWriter, WritePolicy
 from .response import Emit
 from .session import RealtimeDeps
 
@@ -51,8 +57,12 @@ class RealtimeService:
         quotas: Quotas | None = None,
         checkpoints: Any = None,
         write_policy: WritePolicy | None = None,
+        placement: Any = None,
+        broadcast: Any = None,
     ) -> None:
         self.app = app
+        self.placement = placement  # Placement: the call's lease; None: this process only
+        self.broadcast = broadcast  # Broadcaster: asks another worker to end its call (takeover)
         self.quotas = quotas if quotas is not None else get_quotas()
         self.supervisor = supervisor
         self.personalities = personalities
@@ -112,6 +122,13 @@ class RealtimeService:
             # Resuming is only for the session's owner (someone else's id is a 404); a new id is created.
             await self.deps.store.claim(session_id, user_id, resolved.personality.id)
         memo: dict[str, Any] = {"user_id": user_id}  # who the session is for (audit of its tool calls)
+        lease: Lease | None = None
+        if session_id is not None and self.placement is not None:
+            lease = await self._take_call(session_id)
+            writer = SessionWriter(
+                self.deps.store, session_id, resolved.personality.id, self.deps.write_policy, fence=lease.token
+            )
+            memo["writer"] = writer  # the session's writer (SessionWriter.of finds it), fenced by the lease
         incarnations = 0
 
         def factory(actor_id: str) -> RealtimeActor:
@@ -130,10 +147,10 @@ class RealtimeService:
             )
 
         wire_id = f"sess_{uuid.uuid4().hex[:24]}"
-        lease = lambda: self.quotas.acquire_for("realtime_sessions", owner)  # noqa: E731 - released when it ends
+        quota = lambda: self.quotas.acquire_for("realtime_sessions", owner)  # noqa: E731 - released when it ends
         try:
             if session_id is None:
-                ref = await self.supervisor.spawn(factory, wire_id, policy=self.policy, lease=lease)
+                ref = await self.supervisor.spawn(factory, wire_id, policy=self.policy, lease=quota)
             else:
                 holder = self.supervisor.directory.get(session_id)
                 ref = await self.supervisor.spawn_replacing(
@@ -144,10 +161,18 @@ class RealtimeService:
                     wait_s=0.0 if holder is not None and holder.kind == RealtimeActor.kind else TAKEOVER_WAIT_S,
                     detail=f"a call ({wire_id}) took the conversation over",
                     policy=self.policy,
-                    lease=lease,
+                    lease=quota,
                 )
-        except SupervisorFull as exc:
-            raise ServerFull(f"server is at capacity: {exc}", self.app.quotas.retry_after_s) from exc
+        except BaseException as exc:
+            if lease is not None:
+                self.placement.release_later(lease)
+            if isinstance(exc, SupervisorFull):
+                raise ServerFull(f"server is at capacity: {exc}", self.app.quotas.retry_after_s) from exc
+            raise
+        if lease is not None:
+            held = lease
+            memo["writer"].on_lost = lambda: self._stop(ref, StopReason.TAKEN_OVER, "session taken over")
+            ref.add_stop_callback(lambda: self.placement.release_later(held))  # after its last writes
         for old in [r for r in self._owners if not r.alive]:
             del self._owners[old]
             self._stored.pop(old, None)
@@ -155,6 +180,47 @@ class RealtimeService:
         if session_id is not None:
             self._stored[ref] = session_id
         return ref
+
+    async def _take_call(self, session_id: str) -> Lease:
+        """The session's "call" lease. This worker's own earlier call of it ends first (its last
+        writes flush); a call on another live worker is asked to end (`session.takeover`) and the
+        lease is retried until ttl_s + 1 s (a dead owner's lease lapses within ttl_s); then 409."""
+        loop = asyncio.get_running_loop()
+        holder = self.supervisor.directory.get(session_id)
+        if holder is not None and holder.kind != RealtimeActor.kind:
+            # A text turn of this conversation in progress here stores its reply under its own lease
+            # first (bounded); spawn_replacing then stops the idle text actor.
+            until = loop.time() + TAKEOVER_WAIT_S
+            while holder.alive and holder.instance.busy and loop.time() < until:  # noqa: ASYNC110 - no event to wait on
+                await asyncio.sleep(0.05)
+        local = [r for r, sid in self._stored.items() if sid == session_id]
+        for ref in local:
+            if ref.alive:
+                self._stop(ref, StopReason.TAKEN_OVER, "session taken over")
+        if local:
+            bound = self.deps.write_policy.flush_on_stop_s + 2.0
+            _, late = await asyncio.wait([asyncio.ensure_future(r.wait_stopped()) for r in local], timeout=bound)
+            for waiter in late:
+                waiter.cancel()
+        deadline = loop.time() + self.placement.ttl_s + 1.0
+        asked = False
+        while True:
+            try:
+                return await self.placement.acquire(session_id, "call")  # type: ignore[no-any-return]
+            except OwnedElsewhere as exc:
+                if exc.owner.kind == "call" and not asked and self.broadcast is not None:
+                    await self.broadcast.publish("session.takeover", {"session_id": session_id})
+                    asked = True
+                if loop.time() >= deadline:
+                    raise SessionBusy(session_id) from exc
+            await asyncio.sleep(0.1)
+
+    async def on_takeover(self, data: dict[str, Any] | None) -> None:
+        """Broadcast handler: a connection on another worker takes this session over; our call of
+        it ends (`session_taken_over`) and its lease is released once its last writes are stored."""
+        if data and isinstance(data.get("session_id"), str):
+            for ref in [r for r, sid in self._stored.items() if sid == data["session_id"] and r.alive]:
+                self._stop(ref, StopReason.TAKEN_OVER, "session taken over")
 
     def end_stored_session(self, session_id: str) -> int:
         """The stored session was deleted: end every live session appending to it, each with an

@@ -15,6 +15,7 @@ class StoredSession:
     session_id: str
     personality_id: str
     messages: list[dict[str, Any]] = field(default_factory=list)
+    version: int = 0  # message_count when loaded: a turn whose lease shows another count reloads
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,13 @@ class ConversationStore(Protocol):
         *,
         meta: MessageMeta | None = None,
         checkpoint: str | None = None,
-    ) -> None:
-        """Persist messages in order to a claimed session; raise NotFound (SessionGone) when it was
-        deleted. `checkpoint`: the turn whose crash checkpoint this append finalizes (TurnCheckpoints)."""
+        fence: int | None = None,
+        release: bool = False,
+    ) -> int:
+        """Persist messages in order to a claimed session; returns its version (message_count) after
+        the append (-1 when there was nothing to write and no fence to check: no round trip).
+        Raise NotFound (SessionGone) when it was deleted. `checkpoint`: the turn whose crash
+        checkpoint this append finalizes (TurnCheckpoints). `fence`: a lease token; the append is
+        refused (LeaseLost) unless the session's lease still carries it, checked in the same
+        statement. `release`: drop that lease in the same statement (a turn's final write)."""
         ...

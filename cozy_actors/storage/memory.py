@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from typing import Any
 
+from cozy_actors.placement import LeaseLost
 from cozy_core.errors import NotFound
 
 from .base import MessageMeta, StoredSession
@@ -19,6 +20,8 @@ class InMemoryConversationStore:
         self.max_sessions = max_sessions
         self._sessions: OrderedDict[str, tuple[str, deque[dict[str, Any]]]] = OrderedDict()
         self._owners: dict[str, str | None] = {}
+        self._counts: dict[str, int] = {}  # message_count per session (the deque keeps only the tail)
+        self.owner_tokens: dict[str, int] = {}  # session -> lease token (no placement in-process: tests set it)
 
     async def claim(self, session_id: str, user_id: str | None, personality_id: str) -> bool:
         if session_id in self._owners:
@@ -34,7 +37,7 @@ class InMemoryConversationStore:
             return None
         personality_id, messages = entry
         tail = list(messages)[-limit:] if limit else []
-        return StoredSession(session_id, personality_id, tail)
+        return StoredSession(session_id, personality_id, tail, self._counts.get(session_id, 0))
 
     async def append(
         self,
@@ -44,7 +47,14 @@ class InMemoryConversationStore:
         *,
         meta: MessageMeta | None = None,
         checkpoint: str | None = None,
-    ) -> None:
+        fence: int | None = None,
+        release: bool = False,
+    ) -> int:
+        if fence is not None:
+            if self.owner_tokens.get(session_id) != fence:
+                raise LeaseLost(session_id)
+            if release:
+                del self.owner_tokens[session_id]
         entry = self._sessions.get(session_id)
         if entry is None:
             entry = (personality_id, deque(maxlen=self.max_messages))
@@ -52,6 +62,9 @@ class InMemoryConversationStore:
             while len(self._sessions) > self.max_sessions:
                 old, _ = self._sessions.popitem(last=False)
                 self._owners.pop(old, None)
+                self._counts.pop(old, None)
         else:
             self._sessions.move_to_end(session_id)
         entry[1].extend(messages)
+        self._counts[session_id] = self._counts.get(session_id, 0) + len(messages)
+        return self._counts[session_id]

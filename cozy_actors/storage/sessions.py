@@ -14,6 +14,7 @@ from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
+from cozy_actors.placement import LeaseLost
 from cozy_core.errors import NotFound
 
 from .base import MessageMeta, StoredSession
@@ -34,29 +35,41 @@ SELECT user_id, deleted_at, created FROM ins
 UNION ALL
 SELECT user_id, deleted_at, false FROM sessions WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM ins)
 """
+# The messages (a jsonb array, `param`) of the one session row in CTE `source`, in order; shared
+# with the turn lease's first write (cozy_actors/placement/lease.py).
+INSERT_MESSAGES = """
+    INSERT INTO messages (session_id, role, content, name, tool_calls, tool_call_id, model,
+                          prompt_tokens, completion_tokens, latency_ms, incomplete)
+    SELECT {source}.id, e->>'role', e->'content', e->>'name', e->'tool_calls', e->>'tool_call_id', e->>'model',
+           (e->>'prompt_tokens')::int, (e->>'completion_tokens')::int, (e->>'latency_ms')::int,
+           coalesce((e->>'incomplete')::boolean, false)
+    FROM {source}, jsonb_array_elements({param}::jsonb) WITH ORDINALITY AS t(e, n)
+    ORDER BY n
+    RETURNING 1"""
 # Refuses a deleted session atomically: the session row is locked (a concurrent soft delete waits
 # for this append, or this append sees its committed deleted_at), and nothing is inserted when the
 # lock finds no live session; no row back means "deleted or unknown". $3 is the turn's checkpoint
 # id: its tombstone is written in the same statement, so a crash never stores the reply twice.
-_APPEND = """
-WITH s AS (SELECT id FROM sessions WHERE id = $1 AND deleted_at IS NULL FOR NO KEY UPDATE),
-ins AS (
-    INSERT INTO messages (session_id, role, content, name, tool_calls, tool_call_id, model,
-                          prompt_tokens, completion_tokens, latency_ms, incomplete)
-    SELECT s.id, e->>'role', e->'content', e->>'name', e->'tool_calls', e->>'tool_call_id', e->>'model',
-           (e->>'prompt_tokens')::int, (e->>'completion_tokens')::int, (e->>'latency_ms')::int,
-           coalesce((e->>'incomplete')::boolean, false)
-    FROM s, jsonb_array_elements($2::jsonb) WITH ORDINALITY AS t(e, n)
-    ORDER BY n
-    RETURNING 1),
+# $4 is the writer's lease token (fencing, cozy_actors/placement): checked on the locked row, so a
+# worker whose lease was taken over cannot write; $5 drops the lease with the turn's final write.
+_APPEND = f"""
+WITH s AS (SELECT id, ($4::bigint IS NULL OR owner_token IS NOT DISTINCT FROM $4) AS fenced_ok
+           FROM sessions WHERE id = $1 AND deleted_at IS NULL FOR NO KEY UPDATE),
+ok AS (SELECT id FROM s WHERE fenced_ok),
+ins AS ({INSERT_MESSAGES.format(source="ok", param="$2")}),
 cp AS (
-    INSERT INTO turn_checkpoints (id, session_id, done) SELECT $3, s.id, true FROM s WHERE $3::text IS NOT NULL
+    INSERT INTO turn_checkpoints (id, session_id, done) SELECT $3, ok.id, true FROM ok WHERE $3::text IS NOT NULL
     ON CONFLICT (id) DO UPDATE SET done = true, updated_at = now()
-    RETURNING 1)
-UPDATE sessions SET message_count = message_count + (SELECT count(*) FROM ins) + 0 * (SELECT count(*) FROM cp),
-       updated_at = now()
-WHERE id = (SELECT id FROM s)
-RETURNING id
+    RETURNING 1),
+upd AS (
+    UPDATE sessions SET message_count = message_count + (SELECT count(*) FROM ins) + 0 * (SELECT count(*) FROM cp),
+           updated_at = now(),
+           owner_worker = CASE WHEN $5 THEN NULL ELSE owner_worker END,
+           owner_token = CASE WHEN $5 THEN NULL ELSE owner_token END,
+           owner_kind = CASE WHEN $5 THEN NULL ELSE owner_kind END
+    WHERE id = (SELECT id FROM ok)
+    RETURNING message_count)
+SELECT (SELECT fenced_ok FROM s) AS fenced_ok, (SELECT message_count FROM upd) AS version
 """
 
 
@@ -130,10 +143,10 @@ class PgSessionStore:
 
     async def load(self, session_id: str, *, limit: int) -> StoredSession | None:
         async with self.db.connection("session.load") as conn:
-            personality = await conn.fetchval(
-                "SELECT personality_id FROM sessions WHERE id = $1 AND deleted_at IS NULL", session_id
+            head = await conn.fetchrow(
+                "SELECT personality_id, message_count FROM sessions WHERE id = $1 AND deleted_at IS NULL", session_id
             )
-            if personality is None:
+            if head is None:
                 return None
             rows = await conn.fetch(
                 f"SELECT * FROM (SELECT {_MESSAGE_COLS} FROM messages WHERE session_id = $1 "
@@ -141,7 +154,8 @@ class PgSessionStore:
                 session_id,
                 limit,
             )
-        return StoredSession(session_id, personality, [_message(r).as_chat_message() for r in rows])
+        messages = [_message(r).as_chat_message() for r in rows]
+        return StoredSession(session_id, head["personality_id"], messages, head["message_count"])
 
     async def append(
         self,
@@ -151,13 +165,21 @@ class PgSessionStore:
         *,
         meta: MessageMeta | None = None,
         checkpoint: str | None = None,
-    ) -> None:
-        if not messages and checkpoint is None:
-            return
-        done = await self.db.fetchval("message.append", _APPEND, session_id, _with_meta(messages, meta), checkpoint)
-        if done is None:
+        fence: int | None = None,
+        release: bool = False,
+    ) -> int:
+        release = release and fence is not None
+        if not messages and checkpoint is None and not release and fence is None:
+            return -1  # nothing to do, no round trip: the version is not known here
+        row = await self.db.fetchrow(
+            "message.append", _APPEND, session_id, _with_meta(messages, meta), checkpoint, fence, release
+        )
+        if row is None or row["fenced_ok"] is None:
             self._owners.pop(session_id, None)
             raise SessionGone(f"session {session_id!r} not found (deleted)", param="cozy.session_id")
+        if not row["fenced_ok"]:
+            raise LeaseLost(session_id)
+        return int(row["version"])
 
     # ------------------------------------------------------------------ sessions API
     async def create(
