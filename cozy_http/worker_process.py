@@ -73,6 +73,20 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="cozy-worker-parent").start()
 
 
+def own_listener(public: socket.socket) -> socket.socket:
+    """This worker's own listening socket on the parent's public port (SO_REUSEPORT: the kernel
+    spreads new connections over the workers; see workers.public_socket). Without SO_REUSEPORT
+    the parent's socket is shared as is."""
+    if not hasattr(socket, "SO_REUSEPORT"):
+        return public
+    own = socket.socket(public.family, socket.SOCK_STREAM)
+    own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    own.bind(public.getsockname()[:2])
+    public.close()  # the child's copy only: the parent keeps the port
+    return own
+
+
 def internal_socket(host: str) -> tuple[socket.socket, str]:
     """This worker's private listener on `host` (any free port) and the URL others reach it at."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -132,5 +146,5 @@ def run_worker(server: Server, sockets: list[socket.socket], config_dir: str | N
         placement.address = address  # before services.start() (the lifespan) registers it
     log.info("worker %s: internal address %s", worker_id(), address)
     server.config.app = app
-    server.run(sockets=[*sockets, internal])
+    server.run(sockets=[*[own_listener(s) for s in sockets], internal])
     return 0 if server.started else STARTUP_FAILURE

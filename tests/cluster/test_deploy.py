@@ -55,7 +55,8 @@ def test_kubernetes_probes_and_drain() -> None:
     assert refs == {kinds["ConfigMap"]["metadata"]["name"], "cozy-secrets"}
     # The pod gets preStop's sleep plus the server's own graceful shutdown plus the final flush.
     (sleep,) = [int(a) for a in container["lifecycle"]["preStop"]["exec"]["command"][1:]]
-    graceful = int(re.search(r"timeout_graceful_shutdown=(\d+)", (REPO_ROOT / "cozy_http" / "cli.py").read_text())[1])
+    serving = (REPO_ROOT / "cozy_http" / "serving.py").read_text()
+    graceful = int(re.search(r"timeout_graceful_shutdown=(\d+)", serving)[1])
     flush = float(re.search(r"flush_on_stop_s[^\d]*([\d.]+)", (REPO_ROOT / "config" / "storage.yaml").read_text())[1])
     assert pod["terminationGracePeriodSeconds"] >= sleep + graceful + flush
     ports = {p["name"] for p in container["ports"]}
