@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,11 +35,11 @@ def worker_count(value: int | str) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from cozy_actors.services import StartupError
+    from cozy_actors.services import CozyServices, StartupError
 
     from .app import create_app
     from .logs import configure_logging
-    from .serving import uvicorn_config
+    from .serving import advertised_url, uvicorn_config
 
     settings = _load(args.config)
     configure_logging(settings.observability.log_level, settings.observability.log_format)
@@ -53,14 +54,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from .workers import serve_workers
 
         return serve_workers(settings, args.config, host=host, port=port, workers=workers)
+    services = CozyServices(settings)
     try:
-        app = create_app(settings)
+        app = create_app(settings, services)
     except StartupError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
         return 2
-    server = uvicorn.Server(uvicorn_config(settings, app, host=host, port=port))
-    server.run()
+    config = uvicorn_config(settings, app, host=host, port=port)
+    sock = config.bind_socket()  # bound here: the port other workers forward to is the one we got
+    if not (os.environ.get("COZY_INTERNAL_URL") or settings.api.internal_url):
+        services.placement.address = advertised_url(host, sock.getsockname()[1])
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
     return 0 if server.started else 1
 
 

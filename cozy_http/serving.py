@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import uvicorn
@@ -32,3 +33,11 @@ def uvicorn_config(settings: Settings, app: Any, *, host: str, port: int, **extr
     )
     options.update(extra)
     return uvicorn.Config(app, **options)
+
+
+def advertised_url(host: str, port: int) -> str:
+    """The URL other workers and nodes reach this listener at (forwarding to a conversation's
+    owner): a socket bound everywhere is reached by this host's own address."""
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostbyname(socket.gethostname())
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

@@ -24,6 +24,8 @@ from uvicorn.config import STARTUP_FAILURE, Config
 from uvicorn.server import Server
 from uvicorn.supervisors.multiprocess import Process
 
+from .serving import advertised_url
+
 log = logging.getLogger("cozy.workers")
 PLACEHOLDER_APP = "cozy_http.worker_process:placeholder"  # the parent's Config never loads it
 
@@ -94,13 +96,7 @@ def internal_socket(host: str) -> tuple[socket.socket, str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     sock.set_inheritable(True)
-    port = sock.getsockname()[1]
-    advertised = host
-    if host in ("0.0.0.0", "::", ""):  # bound everywhere: others reach this node by its own address
-        advertised = socket.gethostbyname(socket.gethostname())
-    if ":" in advertised:
-        advertised = f"[{advertised}]"
-    return sock, f"http://{advertised}:{port}"
+    return sock, advertised_url(host, sock.getsockname()[1])
 
 
 def run_worker(server: Server, sockets: list[socket.socket], config_dir: str | None) -> int:  # pragma: no cover
