@@ -9,7 +9,7 @@ from typing import Any
 def recent_history(past: list[dict[str, Any]], keep: int) -> list[dict[str, Any]]:
     """The last `keep` messages of `past`, never starting with a tool result or a dangling
     assistant tool call (the model would see an answer without its question)."""
-    kept = past[len(past) - keep :] if keep > 0 else []
+    kept = past[max(0, len(past) - keep) :] if keep > 0 else []
     start = 0
     while start < len(kept) and kept[start].get("role") not in ("user", "system", "developer"):
         start += 1
