@@ -16,12 +16,13 @@ from cozy_actors.storage.db import Database
 CONFIG = QuotaConfig(realtime_sessions_per_user=2, conversations_per_user=1)
 
 
-def worker(db: Database, name: str) -> SharedQuotas:
-    return SharedQuotas(CONFIG, db, worker_id=name, interval_s=3600, ttl_s=1.0)  # syncs by hand here
+def worker(db: Database, name: str, ttl_s: float = 1.0) -> SharedQuotas:
+    return SharedQuotas(CONFIG, db, worker_id=name, interval_s=3600, ttl_s=ttl_s)  # syncs by hand here
 
 
 async def test_a_users_calls_count_on_every_worker(db: Database) -> None:
-    a, b = worker(db, "w0"), worker(db, "w1")
+    # Expiry is the next test's subject: here rows must not lapse between two syncs on a loaded machine.
+    a, b = worker(db, "w0", ttl_s=30.0), worker(db, "w1", ttl_s=30.0)
     await a.start()
     await b.start()
     try:
