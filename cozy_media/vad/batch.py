@@ -98,9 +98,9 @@ class VadBatcher:
                 x = np.stack([jobs[i][1][r] for i in rows])
                 state = np.concatenate([s.state for s in streams], axis=1)
                 out, nxt = step_batch(x, state)
-                for n, (i, stream) in enumerate(zip(rows, streams, strict=True)):
+                for n, (i, stream, prob) in enumerate(zip(rows, streams, out.tolist(), strict=True)):
                     stream.state = nxt[:, n : n + 1]
-                    probs[i].append(float(out[n]))
+                    probs[i].append(prob)
                 self.batches += 1
                 self.rows += len(rows)
                 VAD_BATCH_ROWS.observe(len(rows))
