@@ -276,7 +276,11 @@ def _stats(prefix: str, values: list[float]) -> dict[str, float | None]:
 
 
 def start_cozy(
-    stub_url: str, api_key: str | None, data_dir: str | None = None, config_dir: Path | None = None
+    stub_url: str,
+    api_key: str | None,
+    data_dir: str | None = None,
+    config_dir: Path | None = None,
+    workers: int = 1,
 ) -> tuple[ManagedProcess, str]:
     """Start CozyEngine on a free port against the stub; ready once GET /ready
     answers 200 (models loaded: loading them would skew the figures).
@@ -294,7 +298,12 @@ def start_cozy(
         **({"COZY_DATA_DIR": data_dir} if data_dir and not os.environ.get("DATABASE_URL") else {}),
         **({"COZY_BOOTSTRAP_ADMIN_KEY": api_key} if api_key else {}),
     }
-    return start_cozy_serve(env, config_dir=config_dir, python=python)
+    return start_cozy_serve(env, config_dir=config_dir, python=python, extra_args=workers_args(workers))
+
+
+def workers_args(workers: int) -> list[str]:
+    """`--workers N` for `cozy serve`, left out for 1 (the default) so older servers start too."""
+    return [] if workers == 1 else ["--workers", str(workers)]
 
 
 def personalization_config(data_dir: Path, delays_ms: list[float]) -> Path:
@@ -487,6 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cozy-url", help="use this running server (http://host:port) instead of starting one")
     p.add_argument("--api-key", help="Bearer key for CozyEngine (default: env COZY_API_KEY)")
     p.add_argument("--client", choices=["raw", "httpx"], default="raw", help="load generator (see README)")
+    p.add_argument("--workers", type=int, default=1, help="server worker processes (cozy serve --workers)")
     p.add_argument(
         "--persist",
         action="store_true",
@@ -517,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 data_dir = tempfile.mkdtemp(prefix="cozy-bench-")
                 cfg = personalization_config(Path(data_dir), args.personalization) if args.personalization else None
-                cozy_proc, cozy_url = start_cozy(stub.base_url, api_key, data_dir, cfg)
+                cozy_proc, cozy_url = start_cozy(stub.base_url, api_key, data_dir, cfg, args.workers)
             pgids = {"stub": stub.process.pid, "cozy": cozy_proc.pid if cozy_proc else None}
             try:
                 import uvloop

@@ -114,31 +114,39 @@ class Session:
         self.speak = asyncio.Event()  # set: the microphone plays the clip next
         self.spoke = asyncio.Event()  # set: the clip has been sent
         self.speech_end = self.onset = 0.0
+        self.connected_s = 0.0  # how long the socket was open: the session-seconds the server served
 
     async def run(self) -> None:
         headers = {"Authorization": f"Bearer {KEY}"}
         async with websockets.connect(self.url, additional_headers=headers, max_size=None) as ws:
-            self.ws = ws
-            self.events: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue()
-            reader = asyncio.create_task(self._read())
-            vad = {"type": "server_vad", "silence_duration_ms": self.silence_ms, "prefix_padding_ms": 300}
-            await ws.send(
-                json.dumps(
-                    {
-                        "type": "session.update",
-                        "session": {"type": "realtime", "audio": {"input": {"turn_detection": vad}}},
-                    }
-                )
-            )
-            self.mic = asyncio.create_task(self._microphone())
+            opened = time.perf_counter()
             try:
-                for turn in range(self.turns):
-                    if self.until is not None and time.perf_counter() >= self.until:
-                        break
-                    await self._turn(barge=turn % 2 == 1)
+                await self._talk(ws)
             finally:
-                self.mic.cancel()
-                reader.cancel()
+                self.connected_s = time.perf_counter() - opened
+
+    async def _talk(self, ws: Any) -> None:
+        self.ws = ws
+        self.events: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue()
+        reader = asyncio.create_task(self._read())
+        vad = {"type": "server_vad", "silence_duration_ms": self.silence_ms, "prefix_padding_ms": 300}
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "session.update",
+                    "session": {"type": "realtime", "audio": {"input": {"turn_detection": vad}}},
+                }
+            )
+        )
+        self.mic = asyncio.create_task(self._microphone())
+        try:
+            for turn in range(self.turns):
+                if self.until is not None and time.perf_counter() >= self.until:
+                    break
+                await self._turn(barge=turn % 2 == 1)
+        finally:
+            self.mic.cancel()
+            reader.cancel()
 
     async def _read(self) -> None:
         async for raw in self.ws:
@@ -288,6 +296,22 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def server_cpu_s(pid: int) -> float:
+    """CPU seconds of the server: process `pid` and its worker processes (`cozy serve --workers`),
+    not the embedded PostgreSQL it started (its processes are named `postgres`)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            if p != pid and Path(f"/proc/{p}/comm").read_text().strip() == "postgres":
+                continue
+            total += cpu_s(p)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        todo.extend(int(c) for c in _children(p))
+    return total
+
+
 def _children(pid: int) -> list[str]:
     try:
         return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
@@ -340,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frame-ms", type=int, default=40)
     ap.add_argument("--silence-ms", type=int, default=300, help="server_vad silence_duration_ms")
     ap.add_argument("--stagger-ms", type=int, default=97)
+    ap.add_argument("--workers", type=int, default=1, help="worker processes of the server (cozy serve --workers)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/realtime_latency.json"))
     args = ap.parse_args(argv)
 
@@ -351,16 +376,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_dir(args.engines, stub.base_url, tmp)
         env = bench_server_env(stub.base_url, KEY, tmp / "data")
-        server, root = start_cozy_serve(env, config_dir=cfg, timeout=120)
+        workers = [] if args.workers == 1 else ["--workers", str(args.workers)]  # older servers lack the flag
+        server, root = start_cozy_serve(env, config_dir=cfg, timeout=120, extra_args=workers)
         rss0 = rss_mb(server.pid)
         lag0 = scrape_lag(root)
         vad0 = scrape_vad_batches(root)
         stages0 = scrape_stage_means(root)
-        cpu0 = cpu_s(server.pid), cpu_s(stub.process.pid), time.process_time()
+        cpu0 = server_cpu_s(server.pid), cpu_s(stub.process.pid), time.process_time()
+        load0 = os.getloadavg()
         started = time.perf_counter()
         sessions = asyncio.run(drive(root.replace("http", "ws", 1) + "/v1/realtime?model=stub-model", clip, args))
         elapsed = time.perf_counter() - started
-        cpu1 = cpu_s(server.pid), cpu_s(stub.process.pid), time.process_time()
+        cpu1 = server_cpu_s(server.pid), cpu_s(stub.process.pid), time.process_time()
+        session_s = sum(s.connected_s for s in sessions)
         rss1 = rss_mb(server.pid)
         summary = summarize(sessions)
         vad1 = scrape_vad_batches(root)
@@ -369,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         summary.update(
             engines=args.engines,
             sessions=args.sessions,
+            workers=args.workers,
             turns_per_session=args.turns,
             frame_ms=args.frame_ms,
             silence_ms=args.silence_ms,
@@ -382,13 +411,20 @@ def main(argv: list[str] | None = None) -> int:
                 name: round((b - a) / elapsed, 2)
                 for name, a, b in zip(("server", "stub", "client"), cpu0, cpu1, strict=True)
             },
+            # the server's CPU per second of a live session (ms): its CPU over the run / session-seconds
+            server_cpu_ms_per_session_s=round((cpu1[0] - cpu0[0]) * 1000 / session_s, 2) if session_s else None,
             vad_chunks_per_model_call=round((vad1[0] - vad0[0]) / calls, 1) if calls else None,
             server_stage_mean_ms={
                 k: round((v[0] - stages0.get(k, (0.0, 0.0))[0]) / n * 1000, 1)
                 for k, v in stages1.items()
                 if (n := v[1] - stages0.get(k, (0.0, 0.0))[1]) > 0
             },
-            machine={"cpus": os.cpu_count(), "python": platform.python_version()},
+            machine={
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "loadavg_before": [round(x, 2) for x in load0],
+                "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+            },
         )
     finally:
         if server is not None:

@@ -5,6 +5,13 @@ and a thread hop each; one call over a batch of 50 chunks costs ~0.06 ms a chunk
 Sessions that complete chunks in the same loop tick (or while a batch is running) share the next
 call, so an idle server adds no delay and a busy one does less work per chunk, not more.
 
+The batching window (`vad.options.batch_window_ms`, 20 by default): while several sessions feed (the
+last batch held more than one chunk), a batch waits until its oldest chunk is that old before it runs.
+Sessions' frames arrive spread over the frame time, so "the same tick" gathers few of them: at 50
+calls on a quiet machine batches held 2-6 chunks, with the window ~15, and the server's per-frame
+CPU more than halved (fewer model calls, thread hops and loop wake-ups). A lone call never waits.
+The cost: a VAD decision (speech started/stopped) may come up to the window later.
+
 Rows of a batch are independent streams: each carries its own recurrent state (Silero's state
 is [2, batch, 128]); a frame that completes two chunks runs in two rounds, the second with the
 state the first produced.
@@ -38,7 +45,10 @@ class VadBatcher:
 
     def __init__(self, model: Any) -> None:
         self.model = model
+        self.window_s = float(getattr(model, "batch_window_s", 0.0))
+        self._last_rows = 0  # chunks in the last batch: > 1 means other sessions are worth waiting for
         self._queue: list[_Job] = []
+        self._first_at = 0.0  # loop time the oldest queued job arrived: the window counts from it
         self._draining = False
         self._task: asyncio.Task[None] | None = None
         self.batches = 0  # model jobs run (for tests and benchmarks)
@@ -48,6 +58,8 @@ class VadBatcher:
         """The speech probability of each window of `stream`, in order; updates its state."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[float]] = loop.create_future()
+        if not self._queue:
+            self._first_at = loop.time()
         self._queue.append((stream, windows, future))
         if not self._draining:
             self._draining = True
@@ -57,9 +69,15 @@ class VadBatcher:
     async def _drain(self) -> None:
         from ..workers import get_pool
 
+        loop = asyncio.get_running_loop()
         try:
             while self._queue:
+                if self.window_s > 0 and self._last_rows > 1:  # several calls feed: worth waiting for
+                    wait = self._first_at + self.window_s - loop.time()
+                    if wait > 0:
+                        await asyncio.sleep(wait)  # feeds until then join the batch
                 jobs, self._queue = self._queue, []
+                self._last_rows = sum(len(windows) for _, windows, _ in jobs)
                 try:
                     results = await get_pool().run_light(self.compute, jobs)
                 except Exception as exc:
@@ -98,9 +116,9 @@ class VadBatcher:
                 x = np.stack([jobs[i][1][r] for i in rows])
                 state = np.concatenate([s.state for s in streams], axis=1)
                 out, nxt = step_batch(x, state)
-                for n, (i, stream) in enumerate(zip(rows, streams, strict=True)):
+                for n, (i, stream, prob) in enumerate(zip(rows, streams, out.tolist(), strict=True)):
                     stream.state = nxt[:, n : n + 1]
-                    probs[i].append(float(out[n]))
+                    probs[i].append(prob)
                 self.batches += 1
                 self.rows += len(rows)
                 VAD_BATCH_ROWS.observe(len(rows))

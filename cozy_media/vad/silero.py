@@ -42,6 +42,7 @@ class SileroModel:
         self.path = path
         self._session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         self._sr = np.array(SAMPLE_RATE, dtype=np.int64)
+        self.batch_window_s = 0.0  # set by SileroVAD from its options; read by the batcher
 
     def new_state(self) -> np.ndarray:
         return np.zeros((2, 1, 128), dtype=np.float32)
@@ -70,6 +71,8 @@ def load_silero(path: Path, threads: int = 1) -> SileroModel:
 class SileroOptions(EngineOptions):
     model_path: str | None = None
     threads: int = Field(1, ge=1, le=8)
+    # How long a batch of several sessions' chunks waits for more (batch.py): CPU against VAD delay.
+    batch_window_ms: float = Field(20.0, ge=0, le=100)
 
     @field_validator("model_path", mode="before")
     @classmethod
@@ -106,6 +109,7 @@ class SileroVAD(VADEngine):
         if not path.is_file():
             raise EngineError(f"VAD model file not found: {path}", code="ENGINE_UNAVAILABLE", status=503)
         self.model = await get_pool().run(load_silero, path, self.options.threads)
+        self.model.batch_window_s = self.options.batch_window_ms / 1000
 
     async def health_check(self) -> Health:
         return Health(self.model is not None, "" if self.model else "model not loaded")

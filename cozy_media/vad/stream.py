@@ -12,12 +12,16 @@ release threshold: a candidate end, the moment to pre-decode the transcript), `S
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from .batch import batcher_for
+
+if TYPE_CHECKING:
+    from .batch import VadBatcher
 
 SAMPLE_RATE = 16000
 CHUNK = 512
@@ -83,6 +87,7 @@ class StreamingVAD:
         self._context = np.zeros(CONTEXT, dtype=np.float32)
         self._pending = np.zeros(CHUNK, dtype=np.float32)
         self._pending_len = 0
+        self._batcher: tuple[asyncio.AbstractEventLoop, VadBatcher] | None = None  # looked up once per loop
         self.reset()
 
     def reset(self) -> None:
@@ -116,8 +121,11 @@ class StreamingVAD:
         if self._busy:
             raise RuntimeError("StreamingVAD.feed calls must not overlap")
         self._busy = True
+        loop = asyncio.get_running_loop()
+        if self._batcher is None or self._batcher[0] is not loop:
+            self._batcher = (loop, batcher_for(self.model))
         try:
-            probs = await batcher_for(self.model).run(self, windows)
+            probs = await self._batcher[1].run(self, windows)
         finally:
             self._busy = False
         return self.apply(probs)

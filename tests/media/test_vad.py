@@ -130,3 +130,59 @@ async def test_concurrent_streams_share_batched_model_calls(clips: list[Clip]) -
 
 def vars_of(event: object) -> dict[str, float]:
     return {k: getattr(event, k) for k in event.__slots__}  # type: ignore[attr-defined]
+
+
+class _CountingModel:
+    """Silero's batch interface, answering silence at once: what the batching window does is visible
+    in how many model calls the batcher makes."""
+
+    def __init__(self, window_s: float) -> None:
+        self.batch_window_s = window_s
+
+    def new_state(self) -> np.ndarray:
+        return np.zeros((2, 1, 128), dtype=np.float32)
+
+    def step_batch(self, windows: np.ndarray, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros(len(windows), dtype=np.float32), states
+
+
+async def _staggered_feeds(model: _CountingModel, streams: int, gap_s: float) -> int:
+    """Prime with two concurrent feeds, then one chunk per stream `gap_s` apart (as live calls'
+    frames arrive); returns the model calls the staggered feeds took."""
+    from cozy_media.vad.batch import batcher_for
+
+    configure_pool(2)
+    vads = [StreamingVAD(model, VadParams()) for _ in range(streams)]
+    chunk = np.zeros(512, dtype=np.int16)
+    await asyncio.gather(vads[0].feed(chunk), vads[1].feed(chunk))
+    batcher = batcher_for(model)
+    before = batcher.batches
+
+    async def feed(i: int) -> None:
+        await asyncio.sleep(i * gap_s)
+        await vads[i].feed(chunk)
+
+    await asyncio.gather(*(feed(i) for i in range(streams)))
+    return batcher.batches - before
+
+
+async def test_batching_window_gathers_staggered_sessions_into_one_call() -> None:
+    assert await _staggered_feeds(_CountingModel(window_s=0.2), streams=8, gap_s=0.005) <= 2
+    assert await _staggered_feeds(_CountingModel(window_s=0.0), streams=8, gap_s=0.005) >= 6  # next tick only
+
+
+async def test_a_lone_stream_never_waits_for_the_window() -> None:
+    configure_pool(2)
+    vad = StreamingVAD(_CountingModel(window_s=0.5), VadParams())
+    chunk = np.zeros(512, dtype=np.int16)
+    started = asyncio.get_running_loop().time()
+    for _ in range(5):
+        await vad.feed(chunk)
+    assert asyncio.get_running_loop().time() - started < 0.4  # five feeds, none held for 0.5 s
+
+
+def test_the_bundled_vad_batches_with_its_configured_window() -> None:
+    from cozy_media.vad.silero import SileroOptions
+
+    assert SileroOptions().batch_window_ms == 20.0
+    assert SileroOptions(batch_window_ms=0).batch_window_ms == 0

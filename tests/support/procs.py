@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -179,10 +179,13 @@ def wait_http_ok(
     raise ProcessStartError(f"{url} not answering 200 after {timeout:.0f} s (last: {last!r}){detail}")
 
 
-def cozy_serve_args(port: int, config_dir: str | Path | None = None, python: str = sys.executable) -> list[str]:
-    """The `cozy serve` command line on 127.0.0.1:`port` (same entry point as the `cozy` command)."""
+def cozy_serve_args(
+    port: int, config_dir: str | Path | None = None, python: str = sys.executable, extra: Sequence[str] = ()
+) -> list[str]:
+    """The `cozy serve` command line on 127.0.0.1:`port` (same entry point as the `cozy` command);
+    `extra`: more `serve` options (e.g. `--workers 2`)."""
     config = ["--config", str(config_dir)] if config_dir else []
-    return [python, "-m", "cozy_http.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *config]
+    return [python, "-m", "cozy_http.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *config, *extra]
 
 
 def start_cozy_serve(
@@ -192,11 +195,13 @@ def start_cozy_serve(
     ready_path: str = "/ready",
     timeout: float = 180,
     python: str = sys.executable,
+    extra_args: Sequence[str] = (),
 ) -> tuple[ManagedProcess, str]:
-    """`cozy serve` on a free port with `env` added; returns (process, root URL) once `ready_path`
-    answers 200 (raises with the server's output if it exits or stays unready)."""
+    """`cozy serve` on a free port with `env` added (and `extra_args` on its command line); returns
+    (process, root URL) once `ready_path` answers 200 (raises with the server's output if it exits
+    or stays unready)."""
     port = free_port()
-    process = start_process(cozy_serve_args(port, config_dir, python), None, env=env)
+    process = start_process(cozy_serve_args(port, config_dir, python, extra_args), None, env=env)
     root = f"http://127.0.0.1:{port}"
     wait_http_ok(f"{root}{ready_path}", timeout=timeout, process=process)
     return process, root
