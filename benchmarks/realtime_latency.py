@@ -31,6 +31,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -239,42 +240,56 @@ def lag_p99(before: dict[float, float], after: dict[float, float]) -> float | No
     return None
 
 
-def scrape_lag(root: str) -> dict[float, float]:
-    text = httpx.get(f"{root}/metrics", timeout=10).text
+def metrics_texts(root: str, workers: int = 1) -> list[str]:
+    """`/metrics` of every worker: with `--workers N` each worker has its own registry and the
+    kernel picks one per connection, so scrape with fresh connections until all N have answered."""
+    seen: dict[str, str] = {}
+    deadline = time.monotonic() + 30
+    while len(seen) < workers and time.monotonic() < deadline:
+        r = httpx.get(f"{root}/metrics", timeout=10)
+        seen[r.headers.get("x-cozy-worker", "")] = r.text
+    return list(seen.values())
+
+
+def _families(texts: list[str], name: str) -> Iterator[Any]:
+    for text in texts:
+        for fam in text_string_to_metric_families(text):
+            if fam.name == name:
+                yield fam
+
+
+def scrape_lag(texts: list[str]) -> dict[float, float]:
+    """The loop-lag histogram's buckets, summed over the workers."""
     out: dict[float, float] = {}
-    for fam in text_string_to_metric_families(text):
-        if fam.name == "cozy_event_loop_lag_seconds":
-            for s in fam.samples:
-                if s.name.endswith("_bucket"):
-                    out[float(s.labels["le"])] = s.value
+    for fam in _families(texts, "cozy_event_loop_lag_seconds"):
+        for s in fam.samples:
+            if s.name.endswith("_bucket"):
+                le = float(s.labels["le"])
+                out[le] = out.get(le, 0.0) + s.value
     return out
 
 
-def scrape_stage_means(root: str) -> dict[str, tuple[float, float]]:
+def scrape_stage_means(texts: list[str]) -> dict[str, tuple[float, float]]:
     """(sum s, count) per turn stage (`cozy_turn_stage_seconds`): where the server's time goes."""
-    text = httpx.get(f"{root}/metrics", timeout=10).text
     out: dict[str, list[float]] = {}
-    for fam in text_string_to_metric_families(text):
-        if fam.name == "cozy_turn_stage_seconds":
-            for s in fam.samples:
-                slot = out.setdefault(s.labels["stage"], [0.0, 0.0])
-                if s.name.endswith("_sum"):
-                    slot[0] = s.value
-                elif s.name.endswith("_count"):
-                    slot[1] = s.value
+    for fam in _families(texts, "cozy_turn_stage_seconds"):
+        for s in fam.samples:
+            slot = out.setdefault(s.labels["stage"], [0.0, 0.0])
+            if s.name.endswith("_sum"):
+                slot[0] += s.value
+            elif s.name.endswith("_count"):
+                slot[1] += s.value
     return {k: (v[0], v[1]) for k, v in out.items()}
 
 
-def scrape_vad_batches(root: str) -> tuple[float, float]:
+def scrape_vad_batches(texts: list[str]) -> tuple[float, float]:
     """(chunks, model calls) of the server's batched VAD so far."""
-    text = httpx.get(f"{root}/metrics", timeout=10).text
     got = {"sum": 0.0, "count": 0.0}
-    for fam in text_string_to_metric_families(text):
-        if fam.name == "cozy_vad_batch_rows":
-            for s in fam.samples:
-                for key in got:
-                    if s.name.endswith("_" + key):
-                        got[key] = s.value
+    for fam in _families(texts, "cozy_vad_batch_rows"):
+        for s in fam.samples:
+            for key in got:
+                if s.name.endswith("_" + key):
+                    got[key] += s.value
     return got["sum"], got["count"]
 
 
@@ -379,9 +394,8 @@ def main(argv: list[str] | None = None) -> int:
         workers = [] if args.workers == 1 else ["--workers", str(args.workers)]  # older servers lack the flag
         server, root = start_cozy_serve(env, config_dir=cfg, timeout=120, extra_args=workers)
         rss0 = rss_mb(server.pid)
-        lag0 = scrape_lag(root)
-        vad0 = scrape_vad_batches(root)
-        stages0 = scrape_stage_means(root)
+        texts0 = metrics_texts(root, args.workers)
+        lag0, vad0, stages0 = scrape_lag(texts0), scrape_vad_batches(texts0), scrape_stage_means(texts0)
         cpu0 = server_cpu_s(server.pid), cpu_s(stub.process.pid), time.process_time()
         load0 = os.getloadavg()
         started = time.perf_counter()
@@ -391,8 +405,8 @@ def main(argv: list[str] | None = None) -> int:
         session_s = sum(s.connected_s for s in sessions)
         rss1 = rss_mb(server.pid)
         summary = summarize(sessions)
-        vad1 = scrape_vad_batches(root)
-        stages1 = scrape_stage_means(root)
+        texts1 = metrics_texts(root, args.workers)
+        vad1, stages1 = scrape_vad_batches(texts1), scrape_stage_means(texts1)
         calls = vad1[1] - vad0[1]
         summary.update(
             engines=args.engines,
@@ -402,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
             frame_ms=args.frame_ms,
             silence_ms=args.silence_ms,
             wall_s=round(elapsed, 1),
-            loop_lag_p99_ms=lag_p99(lag0, scrape_lag(root)),
+            loop_lag_p99_ms=lag_p99(lag0, scrape_lag(texts1)),
             rss_mb_before=round(rss0, 1),
             rss_mb_after=round(rss1, 1),
             rss_mb_per_session=round((rss1 - rss0) / max(1, args.sessions), 2),

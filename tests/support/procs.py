@@ -204,7 +204,26 @@ def start_cozy_serve(
     process = start_process(cozy_serve_args(port, config_dir, python, extra_args), None, env=env)
     root = f"http://127.0.0.1:{port}"
     wait_http_ok(f"{root}{ready_path}", timeout=timeout, process=process)
+    workers = int(extra_args[list(extra_args).index("--workers") + 1]) if "--workers" in extra_args else 1
+    if workers > 1:
+        wait_workers_ready(f"{root}{ready_path}", workers, timeout=timeout)
     return process, root
+
+
+def wait_workers_ready(url: str, workers: int, timeout: float = 120) -> None:
+    """Until `workers` distinct workers (x-cozy-worker) have answered `url` 200: the first ready
+    worker is not all of them, and a load sent meanwhile would wait for the others' models."""
+    deadline, ready = time.monotonic() + timeout, set()
+    while len(ready) < workers:
+        if time.monotonic() > deadline:
+            raise ProcessStartError(f"only {sorted(ready)} of {workers} workers ready after {timeout:.0f} s")
+        try:
+            r = httpx.get(url, timeout=2)  # a new connection each time: the kernel picks a worker
+            if r.status_code == 200 and r.headers.get("x-cozy-worker"):
+                ready.add(r.headers["x-cozy-worker"])
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
 
 
 def bench_server_env(stub_url: str, admin_key: str, data_dir: Path) -> dict[str, str]:
