@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .items import ItemError, RealtimeError, text_of, validate_item
+from .items import Item, ItemError, RealtimeError, validate_item
 
 if TYPE_CHECKING:
     from .session import RealtimeSession
@@ -29,23 +29,23 @@ async def item_retrieve(s: RealtimeSession, event: dict[str, Any]) -> None:
     item = s.items.get(item_id)
     if item is None:
         raise ItemError(f"item {item_id!r} not found", "item_id", code="item_not_found")
-    s.emit({"type": "conversation.item.retrieved", "item": {k: v for k, v in item.items() if k[0] != "_"}})
+    s.emit({"type": "conversation.item.retrieved", "item": item.wire()})
 
 
 async def item_truncate(s: RealtimeSession, event: dict[str, Any]) -> None:
     """The client says how much of an assistant item it played: keep only the words heard."""
     item_id = _item_id(event)
     item = s.items.get(item_id)
-    if item is None or item.get("role") != "assistant":
+    if item is None or item.role != "assistant":
         raise ItemError(f"assistant item {item_id!r} not found", "item_id", code="item_not_found")
     end_ms = event.get("audio_end_ms")
-    played_ms = item.get("_audio_ms", 0.0)
+    played_ms = item.audio_ms or 0.0
     if not isinstance(end_ms, int) or end_ms < 0 or end_ms > played_ms:
         raise RealtimeError(
             f"audio_end_ms ({end_ms}) must be between 0 and the item's audio length ({int(played_ms)} ms)",
             param="audio_end_ms",
         )
-    item["content"] = [{"type": "output_audio", "transcript": heard_text(item, end_ms)}]
+    item.content = (("output_audio", heard_text(item, end_ms)),)
     s.emit({"type": "conversation.item.truncated", "item_id": item_id, "content_index": 0, "audio_end_ms": end_ms})
 
 
@@ -56,10 +56,10 @@ def _item_id(event: dict[str, Any]) -> str:
     return item_id
 
 
-def heard_text(item: dict[str, Any], end_ms: int) -> str:
+def heard_text(item: Item, end_ms: int) -> str:
     """The part of an assistant item's transcript the listener heard, by audio proportion."""
-    text = text_of(item)
-    total = item.get("_audio_ms") or 0.0
+    text = item.text()
+    total = item.audio_ms or 0.0
     if not text or total <= 0:
         return ""
     cut = int(len(text) * min(1.0, end_ms / total))

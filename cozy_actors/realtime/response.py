@@ -19,7 +19,7 @@ from cozy_actors.conversation.events import TextDelta, ToolCallDelta, TurnDone, 
 from cozy_actors.conversation.handle import TurnHandle
 
 from .audio_out import SpeechOutput
-from .items import new_id
+from .items import Item, new_id
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -31,7 +31,7 @@ class ResponseState:
     id: str
     status: str = "in_progress"
     status_details: dict[str, Any] | None = None
-    output: list[dict[str, Any]] = field(default_factory=list)
+    output: list[Item] = field(default_factory=list)
     usage: dict[str, Any] | None = None
     text: str = ""
 
@@ -55,8 +55,8 @@ class ResponseRun:
         self.metadata = metadata
         self.state = ResponseState(new_id("resp"))
         self.cancel_reason: str | None = None
-        self._message: dict[str, Any] | None = None
-        self._calls: dict[int, dict[str, Any]] = {}
+        self._message: Item | None = None
+        self._calls: dict[int, Item] = {}
         self._make_speech = speech if self.audio else None
         self.speech: SpeechOutput | None = None  # the audio of the assistant message, paced
         self.cancelled_at: float | None = None
@@ -71,7 +71,7 @@ class ResponseRun:
             "id": s.id,
             "status": s.status,
             "status_details": s.status_details,
-            "output": [_public(i) for i in s.output],
+            "output": [i.wire() for i in s.output],
             "conversation_id": self.conversation_id,
             "output_modalities": self.modalities,
             "metadata": self.metadata,
@@ -130,28 +130,20 @@ class ResponseRun:
         return self.state
 
     # --- output items -------------------------------------------------------------------------
-    def _ids(self, item: dict[str, Any]) -> dict[str, Any]:
-        return {"response_id": self.state.id, "item_id": item["id"], "output_index": item["_index"]}
+    def _ids(self, item: Item) -> dict[str, Any]:
+        return {"response_id": self.state.id, "item_id": item.id, "output_index": self.state.output.index(item)}
 
-    def _open_message(self) -> dict[str, Any]:
+    def _open_message(self) -> Item:
         if self._message is None:
-            item = {
-                "id": new_id(),
-                "object": "realtime.item",
-                "type": "message",
-                "status": "in_progress",
-                "role": "assistant",
-                "content": [],
-                "_index": len(self.state.output),
-            }
+            item = Item.message(new_id(), "assistant", status="in_progress")
             self.state.output.append(item)
             self._message = item
-            wire = _public(item)
+            wire = item.wire()
             self.emit(
                 {
                     "type": "response.output_item.added",
                     "response_id": self.state.id,
-                    "output_index": item["_index"],
+                    "output_index": len(self.state.output) - 1,
                     "item": wire,
                 }
             )
@@ -191,35 +183,26 @@ class ResponseRun:
         call = self._calls.get(ev.index)
         if call is None:
             self._close_message()
-            call = {
-                "id": new_id("fc"),
-                "object": "realtime.item",
-                "type": "function_call",
-                "status": "in_progress",
-                "call_id": ev.id or new_id("call"),
-                "name": ev.name or "",
-                "arguments": "",
-                "_index": len(self.state.output),
-            }
+            call = Item.function_call(new_id("fc"), ev.id or new_id("call"), ev.name or "")
             self._calls[ev.index] = call
             self.state.output.append(call)
-            wire = _public(call)
+            wire = call.wire()
             self.emit(
                 {
                     "type": "response.output_item.added",
                     "response_id": self.state.id,
-                    "output_index": call["_index"],
+                    "output_index": len(self.state.output) - 1,
                     "item": wire,
                 }
             )
             self.emit({"type": "conversation.item.added", "item": wire})
         if ev.arguments:
-            call["arguments"] += ev.arguments
+            call.arguments = (call.arguments or "") + ev.arguments
             self.emit(
                 {
                     "type": "response.function_call_arguments.delta",
                     **self._ids(call),
-                    "call_id": call["call_id"],
+                    "call_id": call.call_id,
                     "delta": ev.arguments,
                 }
             )
@@ -230,7 +213,7 @@ class ResponseRun:
             return
         text = self.state.text
         if self.speech is not None:
-            item["_audio_ms"] = self.speech.sent_ms
+            item.audio_ms = self.speech.sent_ms
             if status != "completed":  # interrupted: history keeps only what was heard
                 text = self.speech.heard_text(self.heard_ms())
                 self.state.text = text
@@ -239,19 +222,19 @@ class ResponseRun:
             self.emit({"type": "response.output_audio.done", **ids})
             self.emit({"type": "response.output_audio_transcript.done", **ids, "transcript": text})
             part = {"type": "audio", "transcript": text}
-            item["content"] = [{"type": "output_audio", "transcript": text}]
+            item.content = (("output_audio", text),)
         else:
             self.emit({"type": "response.output_text.done", **ids, "text": text})
             part = {"type": "text", "text": text}
-            item["content"] = [{"type": "output_text", "text": text}]
+            item.content = (("output_text", text),)
         self.emit({"type": "response.content_part.done", **ids, "part": part})
-        item["status"] = status
-        wire = _public(item)
+        item.status = status
+        wire = item.wire()
         self.emit(
             {
                 "type": "response.output_item.done",
                 "response_id": self.state.id,
-                "output_index": item["_index"],
+                "output_index": self.state.output.index(item),
                 "item": wire,
             }
         )
@@ -259,24 +242,24 @@ class ResponseRun:
 
     def _close_calls(self, status: str = "completed") -> None:
         for call in self._calls.values():
-            if call["status"] != "in_progress":
+            if call.status != "in_progress":
                 continue
-            call["status"] = status
+            call.status = status
             self.emit(
                 {
                     "type": "response.function_call_arguments.done",
                     **self._ids(call),
-                    "call_id": call["call_id"],
-                    "name": call["name"],
-                    "arguments": call["arguments"],
+                    "call_id": call.call_id,
+                    "name": call.name,
+                    "arguments": call.arguments,
                 }
             )
-            wire = _public(call)
+            wire = call.wire()
             self.emit(
                 {
                     "type": "response.output_item.done",
                     "response_id": self.state.id,
-                    "output_index": call["_index"],
+                    "output_index": self.state.output.index(call),
                     "item": wire,
                 }
             )
@@ -312,7 +295,3 @@ class ResponseRun:
             "type": "failed",
             "error": {"type": "server_error", "code": failed.code, "message": failed.message},
         }
-
-
-def _public(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if not k.startswith("_")}

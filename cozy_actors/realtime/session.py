@@ -36,7 +36,7 @@ from .audio_out import SpeechOutput, output_rate
 from .client_events import CLIENT_EVENTS, describe
 from .config import SessionConfig
 from .input_buffer import InputBuffer
-from .items import Items, RealtimeError, new_id, text_of
+from .items import Item, Items, RealtimeError, new_id, text_of
 from .limits import check_event
 from .persist import SessionWriter, WritePolicy, reply_meta
 from .response import Emit, ResponseRun, ResponseState
@@ -122,16 +122,8 @@ class RealtimeSession:
         for msg in history:
             role, text = msg.get("role"), msg.get("content")
             if role in ("user", "assistant") and isinstance(text, str) and text:
-                part = {"type": "input_text" if role == "user" else "output_text", "text": text}
                 self.items.add(
-                    {
-                        "id": new_id(),
-                        "object": "realtime.item",
-                        "type": "message",
-                        "status": "completed",
-                        "role": role,
-                        "content": [part],
-                    }
+                    Item.message(new_id(), role, (("input_text" if role == "user" else "output_text", text),))
                 )
 
     def close(self, reason: str) -> None:
@@ -247,16 +239,8 @@ class RealtimeSession:
             {"type": "input_audio_buffer.committed", "previous_item_id": self.items.last_id(), "item_id": item_id}
         )
         audio = self.audio.take()
-        item = {
-            "id": item_id,
-            "object": "realtime.item",
-            "type": "message",
-            "status": "completed",
-            "role": "user",
-            "content": [{"type": "input_audio", "transcript": None}],
-        }
-        self.add_item(item, None)
-        item["content"][0]["audio"] = base64.b64encode(audio).decode()
+        self.add_item(Item.message(item_id, "user", (("input_audio", None),)), None)
+        self.items.attach_audio(item_id, base64.b64encode(audio).decode())
 
     async def audio_clear(self, event: dict[str, Any]) -> None:
         self.audio.clear()
@@ -268,12 +252,12 @@ class RealtimeSession:
         )
 
     # --- conversation items -------------------------------------------------------------------
-    def add_item(self, item: dict[str, Any], previous_item_id: str | None) -> None:
+    def add_item(self, item: Item, previous_item_id: str | None) -> None:
         prev = self.items.add(item, previous_item_id)
-        public = {k: v for k, v in item.items() if k != "audio"}
+        public = item.wire()
         self.emit({"type": "conversation.item.added", "previous_item_id": prev, "item": public})
         self.emit({"type": "conversation.item.done", "previous_item_id": prev, "item": public})
-        if item["type"] == "message" and item["role"] == "user":
+        if item.type == "message" and item.role == "user":
             self.persist([{"role": "user", "content": text_of(item)}])
 
     # --- responses ----------------------------------------------------------------------------
@@ -392,8 +376,8 @@ class RealtimeSession:
             return
         self.response = None
         for item in msg.state.output:
-            if item["id"] not in self.items:
-                self.items.add({k: v for k, v in item.items() if k != "_index"})  # keeps _audio_ms for truncate
+            if item.id not in self.items:
+                self.items.add(item)  # with its audio_ms, for truncate
         # Cut off (cancel, barge-in, stop) or failed: stored with what was heard, as text chat does.
         meta = reply_meta(self.resolved.model, msg.state.status, msg.state.usage)
         checkpoint = msg.state.id if self.deps.checkpoints is not None and self.persist_id is not None else None

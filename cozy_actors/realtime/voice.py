@@ -152,7 +152,7 @@ class VoiceTurns:
         self._pending_finals = max(0, self._pending_finals - 1)
         item = s.items.get(item_id)
         if item is not None:
-            item["content"][0]["transcript"] = text
+            item.set_transcript(text)
         sent = self._stable.pop(item_id, "")
         if text.startswith(sent) and len(text) > len(sent):
             s.emit(
