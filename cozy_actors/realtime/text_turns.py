@@ -18,7 +18,7 @@ from cozy_actors.conversation.actor import SessionBusy, TurnRequest
 from cozy_actors.conversation.events import ServerToolCall, TextDelta, TurnDone, TurnEvent, TurnFailed
 from cozy_core.errors import CozyError, Invalid
 
-from .items import new_id
+from .items import Item, new_id
 
 if TYPE_CHECKING:
     from .response import ResponseRun
@@ -46,7 +46,7 @@ def start_text_turn(session: RealtimeSession, req: TurnRequest) -> CallTurn | Co
     return turn
 
 
-def _item(message: dict[str, Any], index: int) -> dict[str, Any]:
+def _item(message: dict[str, Any], index: int) -> Item:
     """A chat message as a call item: user text, or system/developer instructions."""
     role = message.get("role")
     if role not in ("user", "system", "developer"):
@@ -64,14 +64,7 @@ def _item(message: dict[str, Any], index: int) -> dict[str, Any]:
         content = " ".join(str(p.get("text") or "") for p in content)
     if not isinstance(content, str) or not content.strip():
         raise Invalid(f"messages[{index}].content must be non-empty text", param=f"messages[{index}].content")
-    return {
-        "id": new_id(),
-        "object": "realtime.item",
-        "type": "message",
-        "status": "completed",
-        "role": "user" if role == "user" else "system",
-        "content": [{"type": "input_text", "text": content}],
-    }
+    return Item.message(new_id(), "user" if role == "user" else "system", (("input_text", content),))
 
 
 class CallTurn:
