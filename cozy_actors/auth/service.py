@@ -62,6 +62,7 @@ class AuthService:
         self.enabled = security.auth_enabled
         self.ttl_s = security.auth_cache_ttl_s
         self.l1 = TTLCache(50_000)  # digest -> (Principal, monotonic time its verification started)
+        self._inflight: dict[str, asyncio.Future[Principal]] = {}  # digest -> its lookup running now
         self.changed = TTLCache(100_000)  # "user:<id>" / "key:<id>" -> monotonic time of an admin's change
         self.l2 = cache
         secret = security.jwt_secret_key.get_secret_value() if security.jwt_secret_key else None
@@ -139,6 +140,38 @@ class AuthService:
                 if not self._changed_since(cached[0], cached[1]):
                     return cached[0]
                 self.l1.delete(digest)
+        pending = self._inflight.get(digest) if digest is not None else None
+        if pending is not None:
+            # The same token's lookup is already running: wait for it (one lookup, one charge). A
+            # burst of a client's first requests with one good key is not a burst of failures.
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not pending.cancelled() or (task is not None and task.cancelling()):
+                    raise  # we were cancelled ourselves; else the leader was: look it up ourselves
+        flight: asyncio.Future[Principal] | None = None
+        if digest is not None:
+            flight = self._inflight[digest] = asyncio.get_running_loop().create_future()
+            flight.add_done_callback(_retrieve)
+        try:
+            principal = await self._charged_lookup(token, digest, request_id, path, client)
+        except BaseException as exc:
+            if flight is not None:
+                flight.cancel() if isinstance(exc, asyncio.CancelledError) else flight.set_exception(exc)
+            raise
+        else:
+            if flight is not None:
+                flight.set_result(principal)
+            return principal
+        finally:
+            if flight is not None and self._inflight.get(digest or "") is flight:
+                del self._inflight[digest or ""]
+
+    async def _charged_lookup(
+        self, token: str | None, digest: str | None, request_id: str | None, path: str, client: str | None
+    ) -> Principal:
+        """One lookup, charged to `client`'s failure bucket until it turns out not to be a failure."""
         charged = await self.failures.charge(client, request_id, path)  # 429 past the limit: no lookup
         try:
             principal = await self._lookup(token, digest, request_id, path, client)
@@ -378,3 +411,9 @@ class AuthService:
             rate_limit_burst=rate_limit_burst,
         )
         return key_id, key
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """A lookup's outcome may have had no waiter: mark its exception seen (no "never retrieved")."""
+    if not future.cancelled():
+        future.exception()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -140,5 +141,30 @@ async def test_auth_off_acts_as_local_admin(db: Database) -> None:
         assert await h.start() is None
         p = await h.auth.authenticate(None)
         assert p.name == "local" and p.is_admin and p.via == "local"
+    finally:
+        await h.stop()
+
+
+async def test_concurrent_first_lookups_of_one_good_key_are_one_charge(db: Database) -> None:
+    """24 concurrent first requests with one valid key (a client's pool warming up, or a cache entry
+    that just expired) each took a failed-authentication token before the lookup, so all past the
+    burst got 429 (tests/e2e/test_chat.py::test_concurrent_stateless_requests failed so). Now the
+    concurrent lookups of one token are one lookup and one charge; bogus tokens still count each."""
+    from cozy_actors.auth.principal import RateLimited
+    from cozy_actors.cache.ratelimit import RateLimiter
+    from cozy_actors.config.limits import AuthFailureLimitConfig
+
+    h = Harness(db, auth_failure_limit=AuthFailureLimitConfig(per_client_burst=3, per_client_per_minute=1))
+    try:
+        key = await h.start()
+        assert key is not None
+        h.auth.failures.limiter = RateLimiter(requests_per_minute=1, burst=3)
+        got = await asyncio.gather(*[h.auth.authenticate(key, client="10.0.0.9") for _ in range(24)])
+        assert {p.name for p in got} == {"admin"}
+        bogus = await asyncio.gather(
+            *[h.auth.authenticate(f"cozy-bogus-{i:040d}", client="10.0.0.9") for i in range(5)],
+            return_exceptions=True,
+        )
+        assert sum(isinstance(b, RateLimited) for b in bogus) >= 2  # the burst of 3 still limits failures
     finally:
         await h.stop()
