@@ -7,7 +7,6 @@ tests and the CLI can build the same graph without HTTP.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from cozy_actors.admin import AdminService
@@ -89,7 +88,7 @@ class CozyServices:
         # One live owner per conversation across workers and nodes: leases on the session rows.
         self.worker_id = worker_id()  # COZY_WORKER_ID under `--workers N`, else host-pid
         api, pl = s.api, s.storage.placement
-        address = os.environ.get("COZY_INTERNAL_URL") or api.internal_url or f"http://{api.host}:{api.port}"
+        address = api.internal_url or f"http://{api.host}:{api.port}"  # api.yaml reads COZY_INTERNAL_URL
         self.placement = Placement(
             self.infra.db, worker_id=self.worker_id, address=address, ttl_s=pl.ttl_s, heartbeat_s=pl.heartbeat_s
         )

@@ -22,7 +22,7 @@ from .auth import AuthMiddleware
 from .body_limit import BodyLimitMiddleware
 from .client_address import ClientAddress
 from .errors import handle_cozy_error, handle_http_exception, handle_unexpected
-from .forward import Forwarder, worker_id
+from .forward import Forwarder
 from .middleware import RequestContextMiddleware
 from .openapi import build_openapi, docs, openapi_json
 from .realtime.transport import realtime_endpoint
@@ -55,7 +55,7 @@ def create_app(settings: Settings, services: CozyServices | None = None) -> Star
     services.build()
     webrtc = WebRTCGateway(settings, services) if settings.api.webrtc.enabled else None
     forwarder = Forwarder(
-        worker_id(services),
+        services.worker_id,
         retry_after_s=settings.app.quotas.retry_after_s,
         read_timeout_s=settings.app.turn.llm_timeout_s + 30.0,  # a non-streamed reply arrives whole
     )
@@ -121,7 +121,7 @@ def create_app(settings: Settings, services: CozyServices | None = None) -> Star
             import swagger_ui_bundle
 
             routes.append(Mount("/docs/static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path)))
-    worker = worker_id(services)  # the placement's name for this process
+    worker = services.worker_id  # the placement's name for this process
     middleware = [Middleware(RequestContextMiddleware, access_log=settings.observability.access_log, worker_id=worker)]
     if settings.api.cors_origins:
         middleware.append(

@@ -22,7 +22,6 @@ def _load(config_dir: str | None) -> Settings:
 
 def worker_count(value: int | str) -> int:
     """`--workers`/`api.workers`: a positive number, or `auto` (the CPUs this process may use)."""
-    import os
 
     if value == "auto":
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -63,7 +62,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     config = uvicorn_config(settings, app, host=host, port=port)
     sock = config.bind_socket()  # bound here: the port other workers forward to is the one we got
-    if not (os.environ.get("COZY_INTERNAL_URL") or settings.api.internal_url):
+    if not settings.api.internal_url:  # api.yaml reads COZY_INTERNAL_URL
         services.placement.address = advertised_url(host, sock.getsockname()[1])
     server = uvicorn.Server(config)
     server.run(sockets=[sock])

@@ -11,11 +11,7 @@ disagree about ownership cannot bounce a request between them.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import os
-from typing import Any
 
 import httpx
 import orjson
@@ -23,7 +19,8 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from cozy_actors.quotas import ServerFull
-from cozy_actors.worker import worker_id as process_worker_id
+
+from .sse import until_disconnect
 
 log = logging.getLogger("cozy.http")
 
@@ -35,18 +32,6 @@ _HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer"}
     | {b"transfer-encoding", b"upgrade"}
 )
-
-
-def worker_id(services: Any) -> str:
-    """This process's name among the workers (placement sets `services.worker_id`)."""
-    return getattr(services, "worker_id", None) or process_worker_id()
-
-
-def own_address(services: Any, request: Request) -> str:
-    """Where other workers reach this one: the placement's address, else COZY_INTERNAL_URL, else
-    the address this request came in on."""
-    address = getattr(getattr(services, "placement", None), "address", None)
-    return address or os.environ.get("COZY_INTERNAL_URL") or str(request.base_url).rstrip("/")
 
 
 def was_forwarded(request: Request) -> bool:
@@ -116,39 +101,23 @@ class ForwardedResponse:
         self.headers.append((b"x-cozy-forwarded-by", worker_id.encode("latin-1")))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        streamer = asyncio.current_task()
-        assert streamer is not None
-        gone = False
-
-        async def watch() -> None:
-            nonlocal gone
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            gone = True
-            streamer.cancel()
-
-        watcher = asyncio.create_task(watch())
         try:
-            await send({"type": "http.response.start", "status": self.status_code, "headers": self.headers})
-            try:
-                async for chunk in self.upstream.aiter_raw():
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            except httpx.HTTPError as exc:
-                # The owner went away mid-answer: an SSE client gets an error event (as for a
-                # mid-stream model failure); anything else ends short, as the owner's did.
-                log.warning("forwarded response cut off: %r", exc)
-                if self.upstream.headers.get("content-type", "").startswith("text/event-stream"):
-                    err = {"error": {"message": "the owning worker went away mid-stream", "type": "server_error"}}
-                    err["error"]["code"] = "RESOURCE_SESSION_ENDED"
-                    body = b"data: " + orjson.dumps(err) + b"\n\n"
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except asyncio.CancelledError:
-            if not gone:
-                raise
-            streamer.uncancel()  # the client left: a normal end for us
+            await until_disconnect(receive, self._relay(send))
         finally:
-            watcher.cancel()
             await self.upstream.aclose()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+
+    async def _relay(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.headers})
+        try:
+            async for chunk in self.upstream.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except httpx.HTTPError as exc:
+            # The owner went away mid-answer: an SSE client gets an error event (as for a
+            # mid-stream model failure); anything else ends short, as the owner's did.
+            log.warning("forwarded response cut off: %r", exc)
+            if self.upstream.headers.get("content-type", "").startswith("text/event-stream"):
+                err = {"error": {"message": "the owning worker went away mid-stream", "type": "server_error"}}
+                err["error"]["code"] = "RESOURCE_SESSION_ENDED"
+                body = b"data: " + orjson.dumps(err) + b"\n\n"
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})

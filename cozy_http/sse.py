@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Coroutine, Mapping
+from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
@@ -29,29 +30,40 @@ class EventStreamResponse:
             self.headers.append((key.lower().encode("latin-1"), value.encode("latin-1")))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        streamer = asyncio.current_task()
-        assert streamer is not None
-        gone = False
-
-        async def watch() -> None:
-            nonlocal gone
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            gone = True
-            streamer.cancel()
-
-        watcher = asyncio.create_task(watch())
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.headers})
-            async for chunk in self.body:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except asyncio.CancelledError:
-            if not gone:
-                raise
-            streamer.uncancel()  # the client left: a normal end for us, not an error
+            await until_disconnect(receive, self._send(send))
         finally:
-            watcher.cancel()
             await self.body.aclose()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+
+    async def _send(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+        async for chunk in self.body:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def until_disconnect(receive: Receive, streaming: Coroutine[Any, Any, None]) -> None:
+    """Run `streaming` (a response being sent) to its end, or until the client disconnects: then
+    it is cancelled (its cleanup runs) and this returns normally. One watcher task, no task group."""
+    streamer = asyncio.current_task()
+    assert streamer is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        streamer.cancel()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await streaming
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        streamer.uncancel()  # the client left: a normal end for us, not an error
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher

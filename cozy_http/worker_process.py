@@ -129,7 +129,6 @@ def run_worker(server: Server, sockets: list[socket.socket], config_dir: str | N
         st.pool_min_size = min(st.pool_min_size, st.pool_max_size)
     configure_logging(settings.observability.log_level, settings.observability.log_format)
     internal, address = internal_socket(settings.api.internal_host)
-    os.environ["COZY_INTERNAL_URL"] = address  # the placement service's default address (C2)
     services = CozyServices(settings)
     try:
         app = create_app(settings, services)
@@ -137,9 +136,7 @@ def run_worker(server: Server, sockets: list[socket.socket], config_dir: str | N
         for line in exc.problems:
             print(line, file=sys.stderr)
         return STARTUP_FAILURE
-    placement = getattr(services, "placement", None)
-    if placement is not None:
-        placement.address = address  # before services.start() (the lifespan) registers it
+    services.placement.address = address  # before services.start() (the lifespan) registers it
     log.info("worker %s: internal address %s", worker_id(), address)
     server.config.app = app
     server.run(sockets=[*[own_listener(s) for s in sockets], internal])

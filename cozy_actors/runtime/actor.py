@@ -284,12 +284,17 @@ class ActorRef:
 
     async def _await_predecessor(self, predecessor: ActorRef) -> None:
         """Let the old incarnation flush in on_stop before this one reloads state in on_start."""
-        limit = self._policy.on_stop_timeout_s
-        try:
-            async with asyncio.timeout(None if limit is None else limit + 1.0):
-                await predecessor.wait_stopped()
-        except TimeoutError:
+        if not await predecessor.stopped_within(self._policy.on_stop_timeout_s):
             log.warning("%s: predecessor did not stop in time; starting anyway", self)
+
+    async def stopped_within(self, on_stop_timeout_s: float | None) -> bool:
+        """Wait for this actor to have stopped, up to an on_stop timeout plus 1 s; False if not."""
+        try:
+            async with asyncio.timeout(None if on_stop_timeout_s is None else on_stop_timeout_s + 1.0):
+                await self.wait_stopped()
+        except TimeoutError:
+            return False
+        return True
 
     async def _main(self) -> tuple[StopReason, str | None]:
         self._phase = _STARTING

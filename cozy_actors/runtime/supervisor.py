@@ -202,11 +202,7 @@ class Supervisor:
                 await asyncio.sleep(_TAKEOVER_POLL_S)
                 continue
             old._request_stop(StopReason.TAKEN_OVER, detail)
-            limit = old._policy.on_stop_timeout_s
-            try:
-                async with asyncio.timeout(None if limit is None else limit + 1.0):
-                    await old.wait_stopped()
-            except TimeoutError:
+            if not await old.stopped_within(old._policy.on_stop_timeout_s):
                 log.warning("%s: did not stop in time for its successor", old)
                 return self._spawn_now(factory, actor_id, policy, lease)  # starts after it (predecessor)
             # Loop: something may have taken the id while the old one stopped; it is taken over too.

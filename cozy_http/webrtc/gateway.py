@@ -251,7 +251,7 @@ class WebRTCGateway:
         if isinstance(answer, Response):
             await bridge.close("offer refused")
         else:
-            await self.peers.record(wid, principal.user_id, request)
+            await self.peers.record(wid, principal.user_id)
         return _as_response(answer)
 
     def claim(self, webrtc_id: str) -> CallBridge | None:

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from cozy_actors.storage.rtc_peers import RtcPeer, RtcPeers
 from cozy_core.errors import CozyError
 
-from ..forward import own_address, was_forwarded, worker_id
+from ..forward import was_forwarded
 
 log = logging.getLogger("cozy.webrtc")
 
@@ -29,12 +29,12 @@ class PeerLocator:
         self.store = RtcPeers(infra.db) if infra is not None else None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def record(self, webrtc_id: str, user_id: str | None, request: Request) -> None:
+    async def record(self, webrtc_id: str, user_id: str | None) -> None:
         """This worker holds the call. A failed write is logged: the call itself works, only its
         candidates sent to another worker would not find it."""
         if self.store is None:
             return
-        peer = RtcPeer(webrtc_id, worker_id(self.services), own_address(self.services, request), user_id)
+        peer = RtcPeer(webrtc_id, self.services.worker_id, self.services.placement.address, user_id)
         try:
             await self.store.put(peer)
         except CozyError as exc:
@@ -50,7 +50,7 @@ class PeerLocator:
 
     async def _forget(self, webrtc_id: str) -> None:
         try:
-            await self.store.drop(webrtc_id, worker_id(self.services))  # type: ignore[union-attr]
+            await self.store.drop(webrtc_id, self.services.worker_id)  # type: ignore[union-attr]
         except CozyError as exc:
             log.warning("webrtc call %s not forgotten: %s", webrtc_id, exc.message)
 
@@ -60,6 +60,6 @@ class PeerLocator:
         if self.store is None or was_forwarded(request):
             return None
         peer = await self.store.get(webrtc_id)
-        if peer is None or peer.worker_id == worker_id(self.services) or peer.user_id != user_id:
+        if peer is None or peer.worker_id == self.services.worker_id or peer.user_id != user_id:
             return None
         return await request.app.state.forwarder.forward(request, peer.address, owner=peer.worker_id)  # type: ignore[no-any-return]
