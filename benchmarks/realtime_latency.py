@@ -14,9 +14,13 @@ microphone that never stops), and measures from the client side:
 `--engines stub`: STT and TTS are instant stand-ins (the stub upstream's /audio endpoints, through
 the real remote providers) and the LLM is the stub: measures the server itself.
 `--engines local`: bundled Whisper tiny.en, piper and Silero, with the stub LLM.
+`--turn-detection semantic_vad` (with `--eagerness`): Smart Turn decides at each pause instead of
+the silence window; `stop_wait_ms` (input audio between the end of speech and `speech_stopped`)
+and `turns_waited_to_max` show how often it waited for the eagerness maximum.
 
     python benchmarks/realtime_latency.py --engines stub --sessions 50 --turns 4
     python benchmarks/realtime_latency.py --engines local --sessions 1 --turns 6
+    python benchmarks/realtime_latency.py --engines local --sessions 1 --turns 6 --turn-detection semantic_vad
 """
 
 from __future__ import annotations
@@ -50,6 +54,13 @@ from tests.support.procs import bench_server_env, start_cozy_serve, start_stub_l
 
 KEY = "cozy-bench-realtime-key-0123456789abcdef"
 PHRASE = "What time is it in Paris right now?"
+EAGERNESS_MAX_MS = {"low": 8000, "medium": 4000, "high": 2000, "auto": 4000}  # GA's semantic_vad caps
+
+
+def turn_detection(kind: str, silence_ms: int, eagerness: str) -> dict[str, Any]:
+    if kind == "semantic_vad":
+        return {"type": "semantic_vad", "eagerness": eagerness}
+    return {"type": "server_vad", "silence_duration_ms": silence_ms, "prefix_padding_ms": 300}
 
 
 def speech_clip() -> bytes:
@@ -66,7 +77,7 @@ def speech_clip() -> bytes:
     return asyncio.run(make())
 
 
-def config_dir(engines: str, stub_url: str, tmp: Path) -> Path:
+def config_dir(engines: str, stub_url: str, tmp: Path, preemptive: bool = True) -> Path:
     target = tmp / "config"
     shutil.copytree(ROOT / "config", target)
     if engines == "stub":
@@ -80,8 +91,26 @@ def config_dir(engines: str, stub_url: str, tmp: Path) -> Path:
             voice_aliases={"joe": "alloy"},
         )
         path.write_text(yaml.safe_dump(doc))
-    (tmp / "personalities").symlink_to(ROOT / "personalities")
+    shutil.copytree(ROOT / "personalities", tmp / "personalities")
+    if not preemptive:  # the default personality's reply waits for the end of speech to call the model
+        path = tmp / "personalities" / "assistant.yaml"
+        doc = yaml.safe_load(path.read_text())
+        doc.setdefault("voice", {})["preemptive_generation"] = False
+        path.write_text(yaml.safe_dump(doc))
     return target
+
+
+def last_voiced_frame(clip: bytes, frame_ms: int, floor_db: float = -40.0) -> int:
+    """Index of the clip's last frame with speech in it (RMS within `floor_db` of the loudest frame).
+
+    Why: piper ends its audio with ~0.2 s of near silence; "end of speech" is the last speech sample
+    sent, not the clip's end (measured from the clip's end, every latency read ~0.2 s short)."""
+    pcm = np.frombuffer(clip, dtype="<i2").astype(np.float32)
+    n = 24 * frame_ms
+    frames = pcm[: len(pcm) // n * n].reshape(-1, n)
+    rms = np.sqrt((frames**2).mean(axis=1))
+    voiced = np.nonzero(rms >= rms.max() * 10 ** (floor_db / 20))[0]
+    return int(voiced[-1]) if len(voiced) else len(rms) - 1
 
 
 def append_messages(clip: bytes, frame_ms: int) -> tuple[str, list[str]]:
@@ -104,17 +133,24 @@ class Session:
         turns: int,
         silence_ms: int,
         until: float | None = None,
+        vad: dict[str, Any] | None = None,
+        voiced_end: int | None = None,
     ) -> None:
         self.url, self.turns = url, turns
+        self.vad = vad or turn_detection("server_vad", silence_ms, "auto")
+        self.frame_ms = frame_ms
+        self.sent_ms = 0.0  # input audio sent: the clock of the server's VAD events
         self.until = until  # a perf_counter() time: no new turn starts after it (benchmarks/soak.py)
         self.silence, self.clip = clip
+        # the clip's last frame with speech (its end if not given): where end of speech is measured
+        self.voiced_end = len(self.clip) - 1 if voiced_end is None else voiced_end
         self.frame_s = frame_ms / 1000
         self.silence_ms = silence_ms
         self.results: list[dict[str, Any]] = []
         self.lost = 0
         self.speak = asyncio.Event()  # set: the microphone plays the clip next
         self.spoke = asyncio.Event()  # set: the clip has been sent
-        self.speech_end = self.onset = 0.0
+        self.speech_end = self.clip_end = self.onset = 0.0
         self.connected_s = 0.0  # how long the socket was open: the session-seconds the server served
 
     async def run(self) -> None:
@@ -130,12 +166,15 @@ class Session:
         self.ws = ws
         self.events: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue()
         reader = asyncio.create_task(self._read())
-        vad = {"type": "server_vad", "silence_duration_ms": self.silence_ms, "prefix_padding_ms": 300}
+        vad = self.vad
         await ws.send(
             json.dumps(
                 {
                     "type": "session.update",
-                    "session": {"type": "realtime", "audio": {"input": {"turn_detection": vad}}},
+                    "session": {  # transcription on: its `completed` event marks the final decode
+                        "type": "realtime",
+                        "audio": {"input": {"turn_detection": vad, "transcription": {"model": "whisper-1"}}},
+                    },
                 }
             )
         )
@@ -165,10 +204,13 @@ class Session:
                 if len(data) > 1 and i == 0:
                     self.onset = time.perf_counter()
                 await self.ws.send(message)
+                if len(data) > 1 and i == self.voiced_end:
+                    self.speech_end = time.perf_counter()  # the last speech sample has been sent
+                self.sent_ms += self.frame_ms
                 next_at += self.frame_s
                 await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
             if len(data) > 1:
-                self.speech_end = time.perf_counter()
+                self.clip_end = time.perf_counter()
                 self.spoke.set()
 
     async def _next(self, timeout: float = 30.0) -> tuple[float, dict[str, Any]]:
@@ -181,14 +223,19 @@ class Session:
         self.speak.set()
         r: dict[str, Any] = {"barge": barge}
         try:
-            stopped = first_audio = last_audio = started2 = speech_end = None
+            stopped = first_audio = last_audio = started2 = speech_end = clip_end = transcript = created = None
             barged = False
             while True:
                 t, ev = await self._next()
                 kind = ev["type"]
                 if kind == "input_audio_buffer.speech_stopped" and stopped is None:
                     stopped = t
-                    speech_end = self.speech_end
+                    speech_end, clip_end = self.speech_end, self.clip_end
+                    r["stop_wait_ms"] = round(self.sent_ms - ev["audio_end_ms"], 1)
+                elif kind == "conversation.item.input_audio_transcription.completed" and stopped and not transcript:
+                    transcript = t
+                elif kind == "response.created" and stopped is not None and created is None:
+                    created = t
                 elif kind == "response.output_audio.delta":
                     first_audio = first_audio or t
                     last_audio = t
@@ -203,7 +250,13 @@ class Session:
                     r["status"] = ev["response"]["status"]
                     break
             r["eos_to_first_audio_ms"] = _ms(first_audio, speech_end)
+            r["clip_end_to_first_audio_ms"] = _ms(first_audio, clip_end) if clip_end and clip_end > speech_end else None
             r["stopped_to_first_audio_ms"] = _ms(first_audio, stopped)
+            # Where the time goes, on the client's clock (each from the previous mark):
+            r["eos_to_stopped_ms"] = _ms(stopped, speech_end)  # VAD silence window + detection
+            r["stopped_to_transcript_ms"] = _ms(transcript, stopped)  # the final decode left
+            r["stopped_to_created_ms"] = _ms(created, stopped)  # the response starts
+            r["created_to_first_audio_ms"] = _ms(first_audio, created)  # LLM first text + first TTS chunk
             if barged:
                 r["onset_to_last_audio_ms"] = _ms(last_audio, self.onset)
                 r["started_to_last_audio_ms"] = _ms(last_audio, started2)
@@ -336,7 +389,12 @@ def _children(pid: int) -> list[str]:
 
 async def drive(url: str, clip: bytes, args: argparse.Namespace) -> list[Session]:
     messages = append_messages(clip, args.frame_ms)
-    sessions = [Session(url, messages, args.frame_ms, args.turns, args.silence_ms) for _ in range(args.sessions)]
+    voiced_end = last_voiced_frame(clip, args.frame_ms)
+    vad = turn_detection(args.turn_detection, args.silence_ms, args.eagerness)
+    sessions = [
+        Session(url, messages, args.frame_ms, args.turns, args.silence_ms, vad=vad, voiced_end=voiced_end)
+        for _ in range(args.sessions)
+    ]
     tasks = []
     for s in sessions:  # stagger starts so turns do not all line up
         tasks.append(asyncio.create_task(s.run()))
@@ -362,7 +420,13 @@ def summarize(sessions: list[Session]) -> dict[str, Any]:
     }
     for key, rows in (
         ("eos_to_first_audio_ms", rs),
+        ("clip_end_to_first_audio_ms", rs),
         ("stopped_to_first_audio_ms", rs),
+        ("eos_to_stopped_ms", rs),
+        ("stopped_to_transcript_ms", rs),
+        ("stopped_to_created_ms", rs),
+        ("created_to_first_audio_ms", rs),
+        ("stop_wait_ms", rs),
         ("onset_to_last_audio_ms", cut),
         ("started_to_last_audio_ms", cut),
     ):
@@ -378,6 +442,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--turns", type=int, default=4)
     ap.add_argument("--frame-ms", type=int, default=40)
     ap.add_argument("--silence-ms", type=int, default=300, help="server_vad silence_duration_ms")
+    ap.add_argument("--turn-detection", choices=["server_vad", "semantic_vad"], default="server_vad")
+    ap.add_argument("--eagerness", choices=sorted(EAGERNESS_MAX_MS), default="auto", help="semantic_vad eagerness")
+    ap.add_argument(
+        "--interruption", choices=["cancel", "pause"], default="cancel", help="barge-in mode (?cozy_interruption=)"
+    )
+    ap.add_argument(
+        "--preemptive", choices=["on", "off"], default="on", help="voice.preemptive_generation of the personality"
+    )
     ap.add_argument("--stagger-ms", type=int, default=97)
     ap.add_argument("--workers", type=int, default=1, help="worker processes of the server (cozy serve --workers)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/realtime_latency.json"))
@@ -389,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="cozy-rt-bench-"))
     server = None
     try:
-        cfg = config_dir(args.engines, stub.base_url, tmp)
+        cfg = config_dir(args.engines, stub.base_url, tmp, preemptive=args.preemptive == "on")
         env = bench_server_env(stub.base_url, KEY, tmp / "data")
         workers = [] if args.workers == 1 else ["--workers", str(args.workers)]  # older servers lack the flag
         server, root = start_cozy_serve(env, config_dir=cfg, timeout=120, extra_args=workers)
@@ -399,12 +471,17 @@ def main(argv: list[str] | None = None) -> int:
         cpu0 = server_cpu_s(server.pid), cpu_s(stub.process.pid), time.process_time()
         load0 = os.getloadavg()
         started = time.perf_counter()
-        sessions = asyncio.run(drive(root.replace("http", "ws", 1) + "/v1/realtime?model=stub-model", clip, args))
+        url = root.replace("http", "ws", 1) + f"/v1/realtime?model=stub-model&cozy_interruption={args.interruption}"
+        sessions = asyncio.run(drive(url, clip, args))
         elapsed = time.perf_counter() - started
         cpu1 = server_cpu_s(server.pid), cpu_s(stub.process.pid), time.process_time()
         session_s = sum(s.connected_s for s in sessions)
         rss1 = rss_mb(server.pid)
         summary = summarize(sessions)
+        if args.turn_detection == "semantic_vad":  # a stop this late came from the cap, not from Smart Turn
+            cap = EAGERNESS_MAX_MS[args.eagerness]
+            waits = [r["stop_wait_ms"] for s in sessions for r in s.results if r.get("stop_wait_ms") is not None]
+            summary["turns_waited_to_max"] = sum(1 for w in waits if w >= cap - 2 * args.frame_ms)
         texts1 = metrics_texts(root, args.workers)
         vad1, stages1 = scrape_vad_batches(texts1), scrape_stage_means(texts1)
         calls = vad1[1] - vad0[1]
@@ -415,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
             turns_per_session=args.turns,
             frame_ms=args.frame_ms,
             silence_ms=args.silence_ms,
+            preemptive=args.preemptive,
+            turn_detection=turn_detection(args.turn_detection, args.silence_ms, args.eagerness),
             wall_s=round(elapsed, 1),
             loop_lag_p99_ms=lag_p99(lag0, scrape_lag(texts1)),
             rss_mb_before=round(rss0, 1),

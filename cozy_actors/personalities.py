@@ -7,7 +7,7 @@ only when all are valid, so a bad edit never takes a working personality away.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -34,6 +34,28 @@ class VoicePolicy(_Strict):
     voice: str = "joe"
     speed: float = Field(1.0, ge=0.25, le=4.0)
     language: str = "en"
+    # Cancel the echo of the reply in the caller's input (cozy_media/audio/echo.py): "auto" is on for
+    # WebRTC/FastRTC calls (the server owns playback) and off on the WebSocket (the client may run its
+    # own AEC; `?cozy_echo_cancellation=on` turns it on there). Off by default for now: during double
+    # talk AEC3 still mutes part of the caller's words (a short "yeah" over the reply went unheard,
+    # and on a loaded machine a real barge-in over WebRTC was missed about 1 run in 4), and barge-in
+    # must not regress for callers on headsets; speakerphone deployments opt in.
+    echo_cancellation: Literal["auto", "on", "off"] = "off"
+    # Start the reply's model call at the speaker's pause, with the words decoded so far; the reply
+    # uses it if the turn ends with those words (conversation/primed.py). Costs one model call per
+    # pause that was not the end of the turn; off for a metered or slow shared model.
+    preemptive_generation: bool = True
+
+
+class InterruptionPolicy(_Strict):
+    """How user speech over a reply is handled (see cozy_actors/realtime/interruption.py)."""
+
+    mode: Literal["pause", "cancel"] = "pause"  # where the server controls playback (WebRTC, /ui)
+    min_words: int = Field(2, ge=1, le=20)  # fewer words than this never cut a reply off
+    min_speech_ms: int = Field(300, ge=0, le=5000)  # shorter bursts are noise
+    resume_after_ms: int = Field(1500, ge=100, le=10000)  # undecided this long: the reply resumes
+    backchannels: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = Field(None, max_length=100)
+    # None: the built-in list for voice.language (en, zh); [] : no word is a backchannel
 
 
 class Personality(_Strict):
@@ -46,6 +68,7 @@ class Personality(_Strict):
     tools: list[str] = []
     memory: MemoryPolicy = MemoryPolicy()
     voice: VoicePolicy = VoicePolicy()
+    interruption: InterruptionPolicy = InterruptionPolicy()
 
     def public(self) -> dict[str, Any]:
         """What GET /v1/personalities shows (the prompt is the operator's, not the caller's)."""

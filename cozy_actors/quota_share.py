@@ -64,9 +64,13 @@ class SharedQuotas(Quotas):
         return others[owner] if others is not None else 0
 
     async def start(self) -> None:
-        """Drop rows a previous process with this worker id left (it held nothing of ours), then sync."""
+        """Drop rows a previous process with this worker id left (it held nothing of ours), then sync
+        once before returning: a worker knows the others' counts before it admits anyone, and the
+        loop's syncs never race a first one."""
         with contextlib.suppress(CozyError):
             await self.db.execute("quota.reset", "DELETE FROM quota_leases WHERE worker_id = $1", self.worker_id)
+        with contextlib.suppress(CozyError):
+            await self.sync()
         if self._task is None:
             self._task = asyncio.create_task(self._loop(), name="cozy-quota-share")
 
@@ -92,10 +96,10 @@ class SharedQuotas(Quotas):
 
     async def _loop(self) -> None:
         while True:
+            await asyncio.sleep(self.interval_s)
             try:
                 await self.sync()
             except CozyError as exc:  # the database is down: keep the last view, try again
                 log.debug("quota sync: %s", exc)
             except Exception:
                 log.exception("quota sync failed")
-            await asyncio.sleep(self.interval_s)

@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from cozy_actors.admin import AdminService
+from cozy_actors.auth.ephemeral import EphemeralKeys
 from cozy_actors.cache.broadcast import make_broadcaster
 from cozy_actors.config import Settings
 from cozy_actors.context.build import ContextConfigError, build_context
@@ -80,6 +81,7 @@ class CozyServices:
         self.tools.audit = self.infra.audit  # every tool call is a tool.call audit event
         self.store = self.infra.sessions
         self.auth = self.infra.auth
+        self.ephemeral_keys = EphemeralKeys(self.infra.db, self.infra.users)  # `ek_...` client secrets
         context_file = s.files.get("context") or "config/context.yaml"
         try:  # personalization engines; update topic registered on the queue before it starts
             self.context = build_context(s.context, self.registry, db=self.infra.db, queue=self.infra.queue)
@@ -93,9 +95,11 @@ class CozyServices:
             self.infra.db, worker_id=self.worker_id, address=address, ttl_s=pl.ttl_s, heartbeat_s=pl.heartbeat_s
         )
         self.ratelimit = self.infra.ratelimit
-        # Per-user fair share (chat, realtime, STT stream, local LLM); counted across `--workers N` siblings.
+        # Per-user fair share (chat, realtime, STT stream, local LLM): live calls and streams counted
+        # across every process on the database, `--workers N` siblings and other nodes alike; one
+        # process on its own embedded database has nobody to share with.
         shared = None
-        if sibling_workers() > 1:
+        if sibling_workers() > 1 or self.infra.embedded is None:
             from cozy_actors.quota_share import SharedQuotas
 
             shared = SharedQuotas(s.app.quotas, self.infra.db, worker_id=self.worker_id)

@@ -56,6 +56,7 @@ def create_app(settings: Settings, services: CozyServices | None = None) -> Star
     webrtc = WebRTCGateway(settings, services) if settings.api.webrtc.enabled else None
     forwarder = Forwarder(
         services.worker_id,
+        secret=services.auth.secret,  # shared by every worker and node (JWT_SECRET_KEY)
         retry_after_s=settings.app.quotas.retry_after_s,
         read_timeout_s=settings.app.turn.llm_timeout_s + 30.0,  # a non-streamed reply arrives whole
     )

@@ -14,16 +14,20 @@ import structlog
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from cozy_actors.auth.principal import Principal, RateLimited
+from cozy_actors.auth.ephemeral import is_ephemeral
+from cozy_actors.auth.principal import AuthInvalid, Principal, RateLimited
 from cozy_actors.observability.metrics import RATE_LIMITED
 from cozy_core.errors import CozyError
 
 from .client_address import ClientAddress
 from .context import current_request_id
 from .errors import error_response
+from .forward import signed_by_sibling
 
 TOKEN_PATH = "/v1/auth/token"
 _WS_KEY_PREFIX = "openai-insecure-api-key."
+# Where an ephemeral key (`ek_...`) is a credential: it starts one Realtime session, nothing else.
+EPHEMERAL_PATHS = frozenset({("http", "/v1/realtime/calls"), ("websocket", "/v1/realtime")})
 
 
 def bearer_token(scope: Scope) -> str | None:
@@ -63,18 +67,20 @@ class AuthMiddleware:
             return
         services = self.services
         try:
-            principal: Principal = await services.auth.authenticate(  # type: ignore[attr-defined]
-                bearer_token(scope),
-                request_id=current_request_id(),
-                path=scope["path"],
-                client=self.client_address(scope),
-            )
-            decision = await services.ratelimit.check(  # type: ignore[attr-defined]
-                principal.rate_key, principal.rate_limit_rpm, principal.rate_limit_burst
-            )
-            if not decision.allowed:
-                RATE_LIMITED.inc()
-                raise RateLimited(decision.retry_after_s, decision.retry_after_header)
+            token = bearer_token(scope)
+            if is_ephemeral(token):
+                principal = await self._redeem(scope, token or "")
+            else:
+                principal = await services.auth.authenticate(  # type: ignore[attr-defined]
+                    token, request_id=current_request_id(), path=scope["path"], client=self.client_address(scope)
+                )
+            if not signed_by_sibling(scope, services.auth.secret):  # type: ignore[attr-defined]
+                decision = await services.ratelimit.check(  # type: ignore[attr-defined]
+                    principal.rate_key, principal.rate_limit_rpm, principal.rate_limit_burst
+                )
+                if not decision.allowed:
+                    RATE_LIMITED.inc()
+                    raise RateLimited(decision.retry_after_s, decision.retry_after_header)
         except CozyError as err:
             if scope["type"] == "websocket":
                 await receive()  # websocket.connect
@@ -85,6 +91,25 @@ class AuthMiddleware:
         scope.setdefault("state", {})["principal"] = principal
         structlog.contextvars.bind_contextvars(user_id=principal.user_id)
         await self.app(scope, receive, send)
+
+    async def _redeem(self, scope: Scope, token: str) -> Principal:
+        """An ephemeral key, taken once: its creator's principal; its session config goes to the route
+        (`state.ephemeral_session`). Failures count against the caller's address like any bad token."""
+        auth, path, client = self.services.auth, scope["path"], self.client_address(scope)  # type: ignore[attr-defined]
+        if (scope["type"], path) not in EPHEMERAL_PATHS or scope.get("method", "POST") != "POST":
+            auth._refuse("ephemeral_key_misused", current_request_id(), path, client=client)
+            raise AuthInvalid("an ephemeral key only starts a session: POST /v1/realtime/calls or WS /v1/realtime")
+        charged = await auth.failures.charge(client, current_request_id(), path)
+        try:
+            redeemed = await self.services.ephemeral_keys.redeem(token)  # type: ignore[attr-defined]
+        except AuthInvalid:
+            auth._refuse("ephemeral_key_invalid", current_request_id(), path, client=client)
+            raise
+        if charged:
+            await auth.failures.refund(client)
+        state = scope.setdefault("state", {})
+        state["ephemeral_session"], state["ephemeral_key"] = redeemed.session, token  # given back if unused
+        return redeemed.principal
 
 
 def principal_of(request: Request) -> Principal:

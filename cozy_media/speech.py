@@ -22,6 +22,8 @@ from cozy_core.errors import CozyError
 from .audio.decode import UPLOAD_FORMATS, decode_audio, normalize_formats
 from .audio.encode import FORMATS, OutputFormat, StreamEncoder, output_format
 from .audio.frames import PcmAudio
+from .bundled import SMART_TURN, bundled_file
+from .speech_routes import LanguageRouting
 from .stt.base import SAMPLE_RATE, Segment, STTEngine, Transcript
 from .stt.session import TranscriptionSession
 from .stt.streaming import StreamingTranscriber
@@ -29,6 +31,7 @@ from .tts.base import TTSEngine
 from .tts.cache import MemoryTTSCache, TTSCache, cache_key
 from .tts.chunker import SentenceChunker
 from .tts.synthesizer import OUTPUT_RATE, SpeechChunk, SpeechSynthesizer
+from .turn.semantic import SemanticVAD
 from .vad.silero import VADEngine
 from .vad.stream import VadParams
 from .workers import get_pool
@@ -61,7 +64,7 @@ class SpeechSettings:
     vad: VadParams = field(default_factory=VadParams)
 
 
-class SpeechService:
+class SpeechService(LanguageRouting):
     def __init__(
         self,
         *,
@@ -71,6 +74,8 @@ class SpeechService:
         limits: SpeechLimits | None = None,
         settings: SpeechSettings | None = None,
         cache: TTSCache | None = None,
+        routes: dict[str, SpeechService] | None = None,
+        shared: frozenset[str] = frozenset(),
     ) -> None:
         self.stt = stt
         self.tts = tts
@@ -82,10 +87,18 @@ class SpeechService:
         self._ready: dict[str, bool] = {}
         self._errors: dict[str, str] = {}
         self._load: asyncio.Task[None] | None = None
+        # Language routes (e.g. zh): services with their own STT/TTS, loaded on first use. A route's
+        # `shared` kinds are its parent's engines (loaded, checked and closed there).
+        self.routes = routes or {}
+        self._shared = shared
+        self._parent: SpeechService | None = None
+        for route in self.routes.values():
+            route._parent = self
 
     # --- lifecycle ----------------------------------------------------------------------------
     def _engines(self) -> dict[str, object]:
-        return {k: e for k, e in (("stt", self.stt), ("tts", self.tts), ("vad", self.vad)) if e is not None}
+        engines = (("stt", self.stt), ("tts", self.tts), ("vad", self.vad))
+        return {k: e for k, e in engines if e is not None and k not in self._shared}
 
     def start(self) -> None:
         """Begin loading every engine (models into the pool) in the background.
@@ -131,6 +144,8 @@ class SpeechService:
                 await engine.close()  # type: ignore[attr-defined]
             except Exception:
                 log.exception("speech engine close failed")
+        for route in self.routes.values():
+            await route.close()
 
     async def health(self) -> dict[str, Health]:
         out: dict[str, Health] = {}
@@ -148,6 +163,8 @@ class SpeechService:
     def require(self, kind: str, *, loaded: bool = True) -> None:
         """503 ENGINE_UNAVAILABLE unless the `kind` engine is configured and loaded (or loading);
         `loaded=False` only asks that it is configured and did not fail to load."""
+        if kind in self._shared and self._parent is not None:
+            return self._parent.require(kind, loaded=loaded)
         engine = self._engines().get(kind)
         loading = self._load is not None and not self._load.done()
         failed = kind in self._errors
@@ -185,6 +202,9 @@ class SpeechService:
         text_only: bool = False,
     ) -> Transcript:
         """`text_only`: the caller needs no segment timestamps (the engine may answer faster)."""
+        if (route := self.for_language(language)) is not self:
+            await route.loaded()
+            return await route.transcribe(audio, language=language, prompt=prompt, words=words, text_only=text_only)
         self.require("stt")
         assert self.stt is not None
         return await self.stt.transcribe(
@@ -198,6 +218,11 @@ class SpeechService:
     async def transcribe_segments(
         self, audio: PcmAudio, *, language: str | None = None, prompt: str | None = None
     ) -> AsyncIterator[Segment]:
+        if (route := self.for_language(language)) is not self:
+            await route.loaded()
+            async for segment in route.transcribe_segments(audio, language=language, prompt=prompt):
+                yield segment
+            return
         self.require("stt")
         assert self.stt is not None
         async for segment in self.stt.stream_segments(
@@ -213,13 +238,25 @@ class SpeechService:
         vad: VadParams | None = None,
         use_vad: bool = True,
         likely_finals: bool = False,
+        semantic: str | None = None,
     ) -> TranscriptionSession:
         """A live transcription session (VAD-segmented unless `use_vad` is False; `likely_finals`:
-        also `UtteranceLikely` events at pauses).
+        also `UtteranceLikely` events at pauses; `semantic`: an eagerness, and Smart Turn decides
+        which pauses end the turn, see cozy_media/turn).
 
         Synchronous so an actor can rebuild its pipeline in place; await `loaded()` once before
-        (while models load this raises ENGINE_UNAVAILABLE).
+        (while models load this raises ENGINE_UNAVAILABLE; a language route still loading is
+        waited for by its STT engine at the first decode).
         """
+        if (route := self.for_language(language)) is not self:
+            return route.open_stream(
+                language=language,
+                prompt=prompt,
+                vad=vad,
+                use_vad=use_vad,
+                likely_finals=likely_finals,
+                semantic=semantic,
+            )
         self.require("stt")
         assert self.stt is not None
         detector = None
@@ -227,6 +264,9 @@ class SpeechService:
             self.require("vad")
             assert self.vad is not None
             detector = self.vad.create_stream(vad or self.settings.vad)
+            if semantic is not None:
+                bundled_file(*SMART_TURN)  # missing wheel: ENGINE_UNAVAILABLE now, not at the first pause
+                detector = SemanticVAD.around(detector, semantic)
         s = self.settings
         transcriber = StreamingTranscriber(
             self.stt,
@@ -250,6 +290,8 @@ class SpeechService:
         wanted = (name or self.settings.default_voice).strip()
         voices = self.voices()
         voice = wanted if wanted in voices else self.settings.voice_aliases.get(wanted.lower())
+        if (voice is None or voice not in voices) and self.voice_owner(wanted) is not self:
+            return wanted  # a language route's own voice (zh: cmn)
         if voice is None or voice not in voices:
             known = sorted(set(voices) | set(self.settings.voice_aliases))
             raise CozyError(
@@ -297,6 +339,8 @@ class SpeechService:
 
     def synthesizer(self, voice: str, speed: float = 1.0, sample_rate: int | None = OUTPUT_RATE) -> SpeechSynthesizer:
         """A per-session synthesizer (resolve and check `voice`/`speed`, and await `loaded()`, first)."""
+        if (owner := self.voice_owner(voice)) is not self:
+            return owner.synthesizer(voice, speed, sample_rate)
         self.require("tts")
         assert self.tts is not None
         s = self.settings
@@ -306,6 +350,7 @@ class SpeechService:
     async def speech_chunks(self, text: str, *, voice: str, fmt: OutputFormat, speed: float) -> AsyncIterator[bytes]:
         """Encoded audio, one piece per synthesized chunk, then the encoder's tail; cached whole."""
         await self.loaded()
+        await self.load_voice(voice)
         key = cache_key(text, voice, fmt.name, speed)
         cached = await self.cache.get(key)
         if cached is not None:
@@ -333,6 +378,7 @@ class SpeechService:
     async def synthesize(self, text: str, *, voice: str, fmt: OutputFormat, speed: float) -> bytes:
         """The whole file at once (WAV with exact sizes)."""
         await self.loaded()
+        await self.load_voice(voice)
         key = cache_key(text, voice, fmt.name, speed)
         cached = await self.cache.get(key)
         if cached is not None:

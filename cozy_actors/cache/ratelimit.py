@@ -1,6 +1,7 @@
 """Token-bucket rate limiting per API key: one atomic Lua call in Redis (shared by every node); without
-Redis, one atomic upsert in PostgreSQL when several worker processes share the port (pg_buckets.py);
-else, or while the shared store is down, an in-process bucket map (then each process limits on its own)."""
+Redis, atomic upserts in PostgreSQL (a busy key takes its tokens in batches) when several worker
+processes share the port (pg_buckets.py); else, or while the shared store is down, an in-process
+bucket map (then each process limits on its own)."""
 
 from __future__ import annotations
 

@@ -6,9 +6,9 @@ Every model forbids unknown keys: a typo in a config file must stop the server, 
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator, model_validator
 
 from .limits import (
     AuthFailureLimitConfig,
@@ -18,7 +18,7 @@ from .limits import (
     RealtimeLimitsConfig,
     SttStreamLimitsConfig,
 )
-from .speech import AudioConfig, STTConfig, TTSConfig, VADConfig
+from .speech import AudioConfig, LanguageConfig, STTConfig, TTSConfig, VADConfig
 
 
 class _Strict(BaseModel):
@@ -193,6 +193,8 @@ class EnginesConfig(_Strict):
     tts: TTSConfig = TTSConfig()
     vad: VADConfig = VADConfig()
     audio: AudioConfig = AudioConfig()
+    # Per-language speech routes, e.g. zh (the optional zh pack); keys are ISO 639-1/3 codes.
+    languages: dict[Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")], LanguageConfig] = {}
     plugins_enabled: bool = True
 
 

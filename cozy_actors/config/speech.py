@@ -48,6 +48,23 @@ class TTSConfig(_Strict):
     first_chunk_max_chars: int = Field(60, ge=16)
 
 
+class RouteTTSConfig(TTSConfig):
+    """A language's TTS: OpenAI voice names not listed map to its `default_voice`."""
+
+    voice_aliases: dict[str, str] = Field(default_factory=dict)
+
+
+class LanguageConfig(_Strict):
+    """The STT and/or TTS a language uses instead of the default ones (`languages.zh` in engines.yaml).
+
+    Picked by a personality's `voice.language`, a realtime session's `transcription.language`, or
+    an audio request's `language`. Loaded on first use, so the default path pays nothing for it.
+    """
+
+    stt: STTConfig | None = None  # None: the default STT
+    tts: RouteTTSConfig | None = None  # None: the default TTS
+
+
 class VADConfig(_Strict):
     enabled: bool = True
     provider: str = Field("silero", min_length=1)

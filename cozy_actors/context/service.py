@@ -101,9 +101,10 @@ class ContextService:
             task.cancel()
         self._prefetched[query] = (now, asyncio.get_running_loop().create_task(self._fetch_now(query)))
 
-    async def fetch(self, query: ContextQuery) -> tuple[list[ContextItem], list[str]]:
-        """All engines at once, each within its timeout; returns the items and the degrade reasons."""
-        hit = self._prefetched.pop(query, None)
+    async def fetch(self, query: ContextQuery, *, keep: bool = False) -> tuple[list[ContextItem], list[str]]:
+        """All engines at once, each within its timeout; returns the items and the degrade reasons.
+        A prefetch of the same query is taken (`keep`: and left for the next asker)."""
+        hit = self._prefetched.get(query) if keep else self._prefetched.pop(query, None)
         if hit is not None and time.monotonic() - hit[0] <= PREFETCH_TTL_S:
             return await asyncio.shield(hit[1])  # a cancelled turn leaves the fetch to finish alone
         return await self._fetch_now(query)
@@ -145,13 +146,17 @@ class ContextService:
         new: list[dict[str, Any]],
         user_id: str | None,
         personality_id: str = "",
+        ahead: bool = False,
     ) -> Prepared:
-        """The turn's prompt with context, within `max_prompt_tokens`, and why it is degraded."""
+        """The turn's prompt with context, within `max_prompt_tokens`, and why it is degraded.
+        `ahead`: a reply prepared at the speaker's pause (preemptive generation): not a turn's stage,
+        and a prefetch it uses stays there for the turn itself."""
         started = time.perf_counter()
         query = self.query(last_user_text(new) or last_user_text(history), user_id, personality_id)
-        items, reasons = await self.fetch(query) if query.text else ([], [])
+        items, reasons = await self.fetch(query, keep=ahead) if query.text else ([], [])
         done = assemble(system, history, new, items, self.config.max_prompt_tokens)
-        labelled(TURN_STAGE, "context").observe(time.perf_counter() - started)
+        if not ahead:
+            labelled(TURN_STAGE, "context").observe(time.perf_counter() - started)
         return Prepared(done.messages, reasons, done)
 
     async def after_turn(self, record: TurnRecord) -> None:

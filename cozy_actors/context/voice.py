@@ -23,8 +23,10 @@ def personalize(
     split = next((i for i in range(len(history) - 1, -1, -1) if history[i].get("role") == "user"), len(history))
     past, new = history[:split], history[split:]
 
-    async def prepare() -> tuple[list[dict[str, Any]], list[str]]:
-        got = await ctx.prepare(system=system, history=past, new=new, user_id=user_id, personality_id=personality.id)
+    async def prepare(ahead: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
+        got = await ctx.prepare(
+            system=system, history=past, new=new, user_id=user_id, personality_id=personality.id, ahead=ahead
+        )
         return got.messages, got.reasons
 
     spec.prepare = prepare

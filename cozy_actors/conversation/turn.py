@@ -28,6 +28,7 @@ from cozy_actors.observability.metrics import TURN_STAGE, labelled
 from cozy_core.engines import EngineError, EngineTimeout
 
 from .events import ServerToolCall, TextDelta, ToolCallDelta, TurnDone, TurnEvent, TurnFailed
+from .primed import PrimedCall
 
 MAX_ITERATIONS_MARKER = "max_tool_iterations"
 
@@ -52,8 +53,12 @@ class TurnSpec:
     caller: ToolCaller | None = None  # who the turn runs for: the audit event of each server tool call
     quota_owner: str | None = None  # LLMRequest.owner: whose per-user queue quota its model calls count in
     # Personalization: rebuilds `messages` with context (ContextService.prepare) inside the turn's own
-    # task, so the actor stays responsive; returns (messages, degrade reasons).
-    prepare: Callable[[], Awaitable[tuple[list[dict[str, Any]], list[str]]]] | None = None
+    # task, so the actor stays responsive; returns (messages, degrade reasons). Voice turns' accept
+    # `ahead=True`: preemptive generation's copy (not a turn stage; leaves the prefetch for the turn).
+    prepare: Callable[..., Awaitable[tuple[list[dict[str, Any]], list[str]]]] | None = None
+    # Preemptive generation (primed.py): the first model call, started at the speaker's pause; used
+    # only if it is exactly the request this turn makes.
+    primed: PrimedCall | None = None
 
 
 @dataclass(slots=True)
@@ -79,6 +84,26 @@ class Turn:
         tools += [t for t in spec.client_tools if _tool_name(t) not in spec.server_tools]
         return tools or None
 
+    def request(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> LLMRequest:
+        """The model call of one round (also what a primed call must equal to be adopted)."""
+        spec = self.spec
+        return LLMRequest(
+            messages=messages,
+            tools=tools,
+            tool_choice=spec.tool_choice if tools else None,
+            temperature=spec.temperature,
+            max_tokens=spec.max_tokens,
+            extra=spec.extra,
+            owner=spec.quota_owner,
+        )
+
+    async def first_request(self) -> LLMRequest:
+        """The turn's first model call, context included (what preemptive generation primes)."""
+        messages = list(self.spec.messages)
+        if self.spec.prepare is not None:
+            messages, _ = await self.spec.prepare(ahead=True)
+        return self.request(messages, self._tools_param())
+
     async def events(self) -> AsyncIterator[TurnEvent]:
         """Run the turn; the last event is always TurnDone or TurnFailed (unless cancelled)."""
         spec = self.spec
@@ -96,20 +121,14 @@ class Turn:
             client_count = 0
             round_text: list[str] = []
             finish = "stop"
-            request = LLMRequest(
-                messages=messages,
-                tools=tools,
-                tool_choice=spec.tool_choice if tools else None,
-                temperature=spec.temperature,
-                max_tokens=spec.max_tokens,
-                extra=spec.extra,
-                owner=spec.quota_owner,
-            )
+            request = self.request(messages, tools)
+            primed, spec.primed = spec.primed, None
+            stream = primed.adopt(spec.engine, request) if primed is not None else None
             llm_start = time.perf_counter()
             first = True
             try:
                 async with asyncio.timeout(spec.llm_timeout_s):
-                    async for ev in spec.engine.stream_chat(request):
+                    async for ev in stream or spec.engine.stream_chat(request):
                         if first:
                             labelled(TURN_STAGE, "llm_first_token").observe(time.perf_counter() - llm_start)
                             first = False

@@ -75,11 +75,12 @@ def _speech_providers() -> list[type[Engine]]:
     """Built-in STT/TTS/VAD providers (their modules import no model library until used)."""
     from cozy_media.stt.remote import OpenAISTT
     from cozy_media.stt.whisper import FasterWhisperSTT
+    from cozy_media.tts.espeak import EspeakTTS
     from cozy_media.tts.piper import PiperTTS
     from cozy_media.tts.remote import OpenAITTS
     from cozy_media.vad.silero import SileroVAD
 
-    return [FasterWhisperSTT, OpenAISTT, PiperTTS, OpenAITTS, SileroVAD]
+    return [FasterWhisperSTT, OpenAISTT, PiperTTS, OpenAITTS, EspeakTTS, SileroVAD]
 
 
 def default_registry(load_plugins: bool = True) -> EngineRegistry:

@@ -25,9 +25,15 @@ MAILBOX_REJECTED = Counter(
 )
 TURN_STAGE = Histogram(
     "cozy_turn_stage_seconds",
-    "Latency of each stage of a conversation turn (context, llm_first_token, llm_total, tool, turn_total).",
+    "Latency of each stage of a conversation turn (context, llm_first_token, llm_total, tool, turn_total; "
+    "voice: stt_final, end of speech -> final transcript, and tts_first_chunk, first text -> first audio).",
     ["stage"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+PREEMPTIVE = Counter(
+    "cozy_preemptive_generations_total",
+    "Model calls started at a speaker's pause (conversation/primed.py): used by the turn, or discarded.",
+    ["outcome"],
 )
 TURNS = Counter("cozy_turns_total", "Turns by mode and outcome.", ["mode", "outcome"])
 ENGINE_CALLS = Counter(
@@ -75,6 +81,20 @@ INTERRUPT_LATENCY = Histogram(
     "cozy_interrupt_latency_seconds",
     "Barge-in: VAD speech start detected -> the response's audio output stopped.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+
+FALSE_INTERRUPTIONS = Counter(
+    "cozy_false_interruptions_total",
+    "Speech over a paused reply judged not an interruption (no_words, noise, backchannel, echo).",
+    ["reason"],
+)
+INTERRUPTIONS_RESUMED = Counter(
+    "cozy_interruptions_resumed_total",
+    "Paused replies resumed from the first unheard sample, by the reason (deadline: no_words).",
+    ["reason"],
+)
+INTERRUPTIONS = Counter(
+    "cozy_interruptions_total", "Replies cut off by the user's speech (real interruptions), by mode.", ["mode"]
 )
 
 EVENT_LOOP_LAG = Histogram(

@@ -178,5 +178,14 @@ class Placement:
             return None
         return Owner(row["owner_worker"], row["address"], row["owner_kind"])
 
+    async def address_of(self, worker_id: str) -> str | None:
+        """The internal address of `worker_id` if it is live (None: unknown, or silent past the ttl)."""
+        return await self.db.fetchval(  # type: ignore[no-any-return]
+            "placement.address",
+            "SELECT address FROM workers WHERE id = $1 AND heartbeat_at > now() - make_interval(secs => $2)",
+            worker_id,
+            self.ttl_s,
+        )
+
     def stats(self) -> dict[str, Any]:
         return {"worker_id": self.worker_id, "address": self.address, "ttl_s": self.ttl_s}

@@ -19,6 +19,7 @@ from cozy_actors.runtime import Actor, StopReason
 from cozy_core.errors import CozyError
 
 from .audio_in import AudioEvent
+from .interruption import InterruptionDeadline
 from .response import Emit
 from .session import RealtimeDeps, RealtimeSession, ResponseEnded
 from .text_turns import start_text_turn
@@ -95,6 +96,8 @@ class RealtimeActor(Actor):
             history = stored.messages if stored else []
         if self.deps.speech is not None:
             await self.deps.speech.loaded()  # models load in the background at start-up
+            # A language route (zh) loads on first use: its models are in before the first word.
+            await self.deps.speech.load_language(self.resolved.personality.voice.language)
         self.session = RealtimeSession(
             session_id=self.wire_id,
             resolved=self.resolved,
@@ -125,18 +128,21 @@ class RealtimeActor(Actor):
 
     async def handle(self, message: Any) -> Any:
         assert self.session is not None
-        if isinstance(message, ClientEvent):
-            self.touch()
-            await self.session.handle(message.event)
-        elif isinstance(message, AppendAudio):
+        if type(message) is AppendAudio:  # first: ~25 a second per call
             self.touch()
             try:
                 await self.session.append_audio(message.pcm)
             except CozyError as exc:
                 self.session._error(exc.message, exc.code, exc.param, None)
+        elif isinstance(message, ClientEvent):
+            self.touch()
+            await self.session.handle(message.event)
         elif isinstance(message, AudioEvent):
             if self.session.voice is not None:
                 self.session.voice.on_event(message)
+        elif isinstance(message, InterruptionDeadline):
+            if self.session.voice is not None:
+                self.session.voice.barge.deadline(message)
         elif isinstance(message, ResponseEnded):
             self.session.response_ended(message)
         elif isinstance(message, StartTurn):

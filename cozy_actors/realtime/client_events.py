@@ -36,7 +36,7 @@ class ClientItem(_Strict):
     items.validate_item (role-specific content parts, function call names)."""
 
     id: str | None = Field(None, min_length=1, max_length=64)
-    type: Literal["message", "function_call", "function_call_output"]
+    type: Literal["message", "function_call", "function_call_output", "item_reference"]
     object: Literal["realtime.item"] | None = None
     status: Literal["completed", "incomplete", "in_progress"] | None = None
     role: Literal["user", "assistant", "system"] | None = None
@@ -47,8 +47,19 @@ class ClientItem(_Strict):
     output: str | None = None
 
 
+class ResponseAudioOutput(_Strict):
+    format: dict[str, Any] | None = None  # validated as AudioFormat by SessionConfig.merged
+    voice: str | dict[str, Any] | None = None
+
+
+class ResponseAudio(_Strict):
+    output: ResponseAudioOutput | None = None
+
+
 class ResponseParams(_Strict):
-    """`response.create`'s `response`: per-response overrides of the session configuration."""
+    """`response.create`'s `response`: per-response overrides of the session configuration.
+    `input` (items, or `{"type": "item_reference", "id": ...}`) replaces the conversation as the
+    response's context; `conversation: "none"` makes it out-of-band (response_start.py)."""
 
     instructions: str | None = None
     output_modalities: list[Literal["audio", "text"]] | None = Field(None, min_length=1)
@@ -56,7 +67,12 @@ class ResponseParams(_Strict):
     tool_choice: str | dict[str, Any] | None = None
     max_output_tokens: int | Literal["inf"] | None = None
     conversation: Literal["auto", "none"] | None = None
-    metadata: dict[str, str] | None = None
+    metadata: dict[str, str] | None = Field(None, max_length=16)
+    input: list[ClientItem] | None = Field(None, max_length=500)
+    audio: ResponseAudio | None = None
+    prompt: None = None  # refused: no stored prompt templates
+    parallel_tool_calls: Literal[True] | None = None
+    reasoning: None = None
 
 
 class _Event(_Strict):
@@ -129,7 +145,7 @@ def param_of(loc: tuple[int | str, ...]) -> str:
 
 
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none"})
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none", "server_vad", "semantic_vad"})
 
 
 def describe(exc: ValidationError) -> tuple[str, str, str]:

@@ -9,6 +9,7 @@ dict is built only when an event carries the item.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from cozy_core.errors import CozyError
@@ -20,6 +21,20 @@ _TEXT_PARTS = {"input_text", "output_text", "text"}  # the rest carry a transcri
 
 def new_id(prefix: str = "item") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+def error_event(message: str, code: str, event_id: Any = None, param: str | None = None) -> dict[str, Any]:
+    """A GA `error` server event; `event_id` echoes the client's only when it is a sane string."""
+    return {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "code": code,
+            "message": message,
+            "param": param,
+            "event_id": event_id if isinstance(event_id, str) and len(event_id) <= 512 else None,
+        },
+    }
 
 
 class RealtimeError(CozyError):
@@ -72,6 +87,7 @@ class Item:
         "output",
         "role",
         "status",
+        "timeline",
         "type",
     )
 
@@ -85,6 +101,7 @@ class Item:
         self.arguments: str | None = None
         self.output: str | None = None
         self.audio_ms: float | None = None
+        self.timeline: tuple[tuple[float, float, str], ...] = ()  # reply audio: (start_ms, end_ms, words)
 
     @classmethod
     def message(cls, item_id: str, role: str, content: tuple[Part, ...] = (), status: str = "completed") -> Item:
@@ -316,23 +333,28 @@ class Items:
 
     def messages(self) -> list[dict[str, Any]]:
         """The conversation as chat-completions messages (what the Turn sends the model)."""
-        out: list[dict[str, Any]] = []
-        for item in self._items.values():
-            kind = item.type
-            if kind == "message":
-                text = item.text()
-                if text:
-                    out.append({"role": item.role, "content": text})
-            elif kind == "function_call":
-                call = {
-                    "id": item.call_id,
-                    "type": "function",
-                    "function": {"name": item.name, "arguments": item.arguments or ""},
-                }
-                if out and out[-1]["role"] == "assistant" and out[-1].get("tool_calls") is not None:
-                    out[-1]["tool_calls"].append(call)
-                else:
-                    out.append({"role": "assistant", "content": None, "tool_calls": [call]})
-            elif kind == "function_call_output":
-                out.append({"role": "tool", "tool_call_id": item.call_id, "content": item.output})
-        return out
+        return messages_of(self._items.values())
+
+
+def messages_of(items: Iterable[Item]) -> list[dict[str, Any]]:
+    """Items as chat-completions messages (a conversation, or a response's own `input`)."""
+    out: list[dict[str, Any]] = []
+    for item in items:
+        kind = item.type
+        if kind == "message":
+            text = item.text()
+            if text:
+                out.append({"role": item.role, "content": text})
+        elif kind == "function_call":
+            call = {
+                "id": item.call_id,
+                "type": "function",
+                "function": {"name": item.name, "arguments": item.arguments or ""},
+            }
+            if out and out[-1]["role"] == "assistant" and out[-1].get("tool_calls") is not None:
+                out[-1]["tool_calls"].append(call)
+            else:
+                out.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            out.append({"role": "tool", "tool_call_id": item.call_id, "content": item.output})
+    return out

@@ -43,9 +43,10 @@ class ResponseRun:
         emit: Emit,
         *,
         modalities: list[str],
-        conversation_id: str,
+        conversation_id: str | None,
         metadata: dict[str, Any] | None = None,
         speech: Callable[[Callable[[str], None]], SpeechOutput] | None = None,
+        on_item: Callable[[Item], str | None] | None = None,
     ) -> None:
         self.handle = handle
         self.emit = emit
@@ -60,9 +61,17 @@ class ResponseRun:
         self._make_speech = speech if self.audio else None
         self.speech: SpeechOutput | None = None  # the audio of the assistant message, paced
         self.cancelled_at: float | None = None
+        self.paused = False  # pause-then-decide: its audio is held until resumed or cancelled
         # A text chat turn answered in the call listens here (text_turns.py): each turn event as
         # the response sees it, then None once the response has ended.
         self.mirror: Callable[[TurnEvent | None], None] | None = None
+        # In-band: each output item joins the conversation when announced (Items.add, returning the
+        # id before it); None: out-of-band, no conversation.item.* events.
+        self.on_item = on_item
+        self._prev: dict[str, str | None] = {}
+        self.truncated_ms: int | None = None  # conversation.item.truncate of the spoken message
+        self.learn: Any = None  # what memory/profile learn from once the response is done
+        self.trace: Any = None  # session.tracing at its start
 
     def wire(self) -> dict[str, Any]:
         s = self.state
@@ -75,7 +84,7 @@ class ResponseRun:
             "conversation_id": self.conversation_id,
             "output_modalities": self.modalities,
             "metadata": self.metadata,
-            "usage": s.usage,
+            "usage": s.usage if s.usage is not None else usage(),
         }
 
     def cancel(self, reason: str) -> None:
@@ -88,12 +97,41 @@ class ResponseRun:
             self.handle.cancel(reason)
 
     def heard_ms(self) -> float:
-        """How much of the sent audio the listener can have played (sent minus the unplayed lead)."""
-        sp = self.speech
-        if sp is None or sp._started_at is None:
+        """How much of the sent audio the listener can have played (sent minus the unplayed lead;
+        a paused reply: where it paused)."""
+        if self.speech is None:
             return 0.0
-        end = self.cancelled_at or time.perf_counter()
-        return max(0.0, min(sp.sent_ms, (end - sp._started_at) * 1000.0))
+        return self.speech.played_ms(self.cancelled_at)
+
+    # --- pause-then-decide (interruption.py decides; this carries it out) ----------------------
+    def pause(self) -> None:
+        """User speech over the reply: no further audio leaves now, the rest is kept for a resume."""
+        if self.paused or self.cancel_reason is not None:
+            return
+        self.paused = True
+        at = self.speech.pause() if self.speech is not None else 0.0
+        self.emit({"type": "cozy.response.paused", **self._cozy_ids(), "audio_end_ms": int(at)})
+
+    def resume(self, reason: str, transcript: str) -> bool:
+        """A false interruption: the reply goes on from its first unheard sample. False if not paused."""
+        if not self.paused or self.cancel_reason is not None:
+            return False
+        self.paused = False
+        if self.speech is not None:
+            self.speech.resume()
+        self.emit({"type": "cozy.response.resumed", **self._cozy_ids(), "reason": reason, "transcript": transcript})
+        return True
+
+    def interrupt(self, transcript: str) -> None:
+        """A real interruption of the (paused) reply: announced, then cancelled and cut to what was heard."""
+        if self.cancel_reason is not None:
+            return
+        self.emit({"type": "cozy.response.interrupted", **self._cozy_ids(), "transcript": transcript})
+        self.cancel("turn_detected")
+
+    def _cozy_ids(self) -> dict[str, Any]:
+        item = self._message
+        return {"response_id": self.state.id, "item_id": item.id if item is not None else None}
 
     def heard_text_now(self) -> str:
         """The reply as far as the listener has it now (the crash checkpoint's text)."""
@@ -133,21 +171,41 @@ class ResponseRun:
     def _ids(self, item: Item) -> dict[str, Any]:
         return {"response_id": self.state.id, "item_id": item.id, "output_index": self.state.output.index(item)}
 
+    def _announce(self, item: Item) -> None:
+        """output_item.added, and the item joins the conversation now (truncate/retrieve find it)."""
+        self.state.output.append(item)
+        wire = item.wire()
+        self.emit(
+            {
+                "type": "response.output_item.added",
+                "response_id": self.state.id,
+                "output_index": len(self.state.output) - 1,
+                "item": wire,
+            }
+        )
+        if self.on_item is not None:
+            prev = self._prev[item.id] = self.on_item(item)
+            self.emit({"type": "conversation.item.added", "previous_item_id": prev, "item": wire})
+
+    def _item_done(self, item: Item) -> None:
+        wire = item.wire()
+        self.emit(
+            {
+                "type": "response.output_item.done",
+                "response_id": self.state.id,
+                "output_index": self.state.output.index(item),
+                "item": wire,
+            }
+        )
+        if self.on_item is not None:
+            prev = self._prev.get(item.id)
+            self.emit({"type": "conversation.item.done", "previous_item_id": prev, "item": wire})
+
     def _open_message(self) -> Item:
         if self._message is None:
             item = Item.message(new_id(), "assistant", status="in_progress")
-            self.state.output.append(item)
             self._message = item
-            wire = item.wire()
-            self.emit(
-                {
-                    "type": "response.output_item.added",
-                    "response_id": self.state.id,
-                    "output_index": len(self.state.output) - 1,
-                    "item": wire,
-                }
-            )
-            self.emit({"type": "conversation.item.added", "item": wire})
+            self._announce(item)
             part = {"type": "audio", "transcript": ""} if self.audio else {"type": "text", "text": ""}
             self.emit({"type": "response.content_part.added", **self._ids(item), "content_index": 0, "part": part})
         return self._message
@@ -172,6 +230,8 @@ class ResponseRun:
             self.speech = self._make_speech(
                 lambda b64: self.emit({"type": "response.output_audio.delta", **ids, "delta": b64})
             )
+            if self.paused:
+                self.speech.pause()  # paused before its first sentence: it starts on resume
             self.speech.start()
         if self.speech is not None:
             self.speech.push(text)
@@ -182,20 +242,12 @@ class ResponseRun:
     def _call(self, ev: ToolCallDelta) -> None:
         call = self._calls.get(ev.index)
         if call is None:
-            self._close_message()
+            if self.speech is None:
+                self._close_message()  # text: no more deltas for it; spoken: done once its audio is out
+            self._close_calls()  # the calls before this one are complete: each is done in order
             call = Item.function_call(new_id("fc"), ev.id or new_id("call"), ev.name or "")
             self._calls[ev.index] = call
-            self.state.output.append(call)
-            wire = call.wire()
-            self.emit(
-                {
-                    "type": "response.output_item.added",
-                    "response_id": self.state.id,
-                    "output_index": len(self.state.output) - 1,
-                    "item": wire,
-                }
-            )
-            self.emit({"type": "conversation.item.added", "item": wire})
+            self._announce(call)
         if ev.arguments:
             call.arguments = (call.arguments or "") + ev.arguments
             self.emit(
@@ -214,7 +266,12 @@ class ResponseRun:
         text = self.state.text
         if self.speech is not None:
             item.audio_ms = self.speech.sent_ms
-            if status != "completed":  # interrupted: history keeps only what was heard
+            item.timeline = tuple(self.speech.spoken)  # truncate cuts the whole reply by time, once
+            if self.truncated_ms is not None:  # the client truncated it while it was spoken
+                text = self.speech.heard_text(self.truncated_ms)
+                item.audio_ms = float(self.truncated_ms)
+                self.state.text = text
+            elif status != "completed":  # interrupted: history keeps only what was heard
                 text = self.speech.heard_text(self.heard_ms())
                 self.state.text = text
         ids = {**self._ids(item), "content_index": 0}
@@ -229,16 +286,7 @@ class ResponseRun:
             item.content = (("output_text", text),)
         self.emit({"type": "response.content_part.done", **ids, "part": part})
         item.status = status
-        wire = item.wire()
-        self.emit(
-            {
-                "type": "response.output_item.done",
-                "response_id": self.state.id,
-                "output_index": self.state.output.index(item),
-                "item": wire,
-            }
-        )
-        self.emit({"type": "conversation.item.done", "item": wire})
+        self._item_done(item)
 
     def _close_calls(self, status: str = "completed") -> None:
         for call in self._calls.values():
@@ -254,16 +302,7 @@ class ResponseRun:
                     "arguments": call.arguments,
                 }
             )
-            wire = call.wire()
-            self.emit(
-                {
-                    "type": "response.output_item.done",
-                    "response_id": self.state.id,
-                    "output_index": self.state.output.index(call),
-                    "item": wire,
-                }
-            )
-            self.emit({"type": "conversation.item.done", "item": wire})
+            self._item_done(call)
 
     def _close_open(self) -> None:
         self._close_message("incomplete")
@@ -275,11 +314,7 @@ class ResponseRun:
         self._close_message()
         self._close_calls()
         u = done.usage
-        self.state.usage = {
-            "total_tokens": u.total_tokens,
-            "input_tokens": u.prompt_tokens,
-            "output_tokens": u.completion_tokens,
-        }
+        self.state.usage = usage(u.prompt_tokens, u.completion_tokens, u.total_tokens)
         if done.finish_reason == "length":
             self.state.status, self.state.status_details = (
                 "incomplete",
@@ -295,3 +330,20 @@ class ResponseRun:
             "type": "failed",
             "error": {"type": "server_error", "code": failed.code, "message": failed.message},
         }
+
+
+def usage(input_tokens: int = 0, output_tokens: int = 0, total: int | None = None) -> dict[str, Any]:
+    """GA usage: always present (zero for a cancelled or failed response); all tokens are text here."""
+    return {
+        "total_tokens": total if total is not None else input_tokens + output_tokens,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "input_token_details": {
+            "text_tokens": input_tokens,
+            "audio_tokens": 0,
+            "image_tokens": 0,
+            "cached_tokens": 0,
+            "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 0, "image_tokens": 0},
+        },
+        "output_token_details": {"text_tokens": output_tokens, "audio_tokens": 0},
+    }

@@ -30,9 +30,13 @@ from cozy_actors.placement import Lease, OwnedElsewhere
 from cozy_actors.quotas import Quotas, ServerFull, get_quotas
 from cozy_actors.runtime import ActorRef, StopReason, Supervisor, SupervisorFull
 from cozy_actors.storage import ConversationStore
+from cozy_core.errors import CozyError
+from cozy_media.audio import echo
 from cozy_media.workers import get_pool
 
 from .actor import RealtimeActor
+from .config import SessionConfig
+from .interruption import interruption_policy
 from .persist import SessionWriter, WritePolicy
 from .response import Emit
 from .session import RealtimeDeps
@@ -74,6 +78,7 @@ class RealtimeService:
         self.deps = RealtimeDeps(
             catalog=catalog,
             store=store,
+            llms=llms,
             max_tool_iterations=app.turn.max_tool_iterations,
             tool_timeout_s=app.turn.tool_timeout_s,
             llm_timeout_s=app.turn.llm_timeout_s,
@@ -98,9 +103,22 @@ class RealtimeService:
         user_id: str | None = None,
         key_id: str | None = None,
         principal: Principal | None = None,
+        config: dict[str, Any] | None = None,
+        interruption: dict[str, Any] | None = None,
+        echo_cancellation: str | None = None,
+        server_playback: bool = False,
     ) -> ActorRef:
         """Start a session actor; raises CozyError (404 personality, 429 over the caller's
-        realtime_sessions_per_user, WebRTC calls included; 503 at capacity)."""
+        realtime_sessions_per_user, WebRTC calls included; 503 at capacity). `config`: the GA
+        session it starts with (an ephemeral key's, a WebRTC call's), announced in session.created.
+        `echo_cancellation` ("on"/"off"/"auto", None: the personality's) and `server_playback` (a
+        WebRTC call: the server plays the reply) decide whether the input's echo is cancelled."""
+        if echo_cancellation not in (None, "on", "off", "auto"):
+            raise CozyError(
+                f"cozy_echo_cancellation must be on, off or auto, not {echo_cancellation!r}",
+                code="VALIDATION_ERROR",
+                param="cozy_echo_cancellation",
+            )
         backlog, limit = get_pool().pending, self.app.sessions.max_pool_backlog
         if self.deps.speech is not None and limit is not None and backlog >= limit:
             raise ServerFull(
@@ -122,6 +140,12 @@ class RealtimeService:
             # Resuming is only for the session's owner (someone else's id is a 404); a new id is created.
             await self.deps.store.claim(session_id, user_id, resolved.personality.id)
         memo: dict[str, Any] = {"user_id": user_id}  # who the session is for (audit of its tool calls)
+        if interruption:  # the connection's own settings over the personality's (400 names a bad one)
+            memo["interruption"] = interruption_policy(resolved.personality.interruption, interruption)
+        echo_mode = echo_cancellation or resolved.personality.voice.echo_cancellation
+        memo["echo_cancellation"] = _echo_on(echo_mode, server_playback)
+        if config is not None:
+            memo["config"] = SessionConfig(model=resolved.model).merged(config)  # 400 names a bad field
         lease: Lease | None = None
         if session_id is not None and self.placement is not None:
             lease = await self._take_call(session_id)
@@ -247,3 +271,17 @@ class RealtimeService:
                 self._stop(ref, StopReason.REVOKED, "credentials revoked")
                 ended += 1
         return ended
+
+
+def _echo_on(mode: str, server_playback: bool) -> bool:
+    """Echo cancellation for this session? "auto": only where the server owns playback (WebRTC)."""
+    wanted = mode == "on" or (mode == "auto" and server_playback)
+    if wanted and not echo.available():
+        if mode == "on":
+            raise CozyError(
+                "echo cancellation is not available: the livekit wheel is not installed",
+                code="VALIDATION_ERROR",
+                param="cozy_echo_cancellation",
+            )
+        return False
+    return wanted

@@ -13,30 +13,24 @@ import binascii
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
 
 from cozy_actors.config.limits import RealtimeLimitsConfig
-from cozy_actors.context.voice import personalize
-from cozy_actors.conversation.handle import TurnHandle
-from cozy_actors.conversation.history import trim_past
 from cozy_actors.conversation.resolve import Resolved
-from cozy_actors.conversation.turn import Turn, TurnSpec
-from cozy_actors.engines.tools.audit import ToolCaller
 from cozy_actors.engines.tools.base import ToolCatalog
 from cozy_actors.runtime import StopReason
 from cozy_actors.storage import ConversationStore
 from cozy_actors.storage.base import MessageMeta
 from cozy_core.errors import CozyError
 
-from . import item_events
-from .audio_out import SpeechOutput, output_rate
+from . import item_events, response_start
 from .client_events import CLIENT_EVENTS, describe
 from .config import SessionConfig
 from .input_buffer import InputBuffer
-from .items import Item, Items, RealtimeError, new_id, text_of
+from .items import Item, Items, RealtimeError, error_event, new_id, text_of
 from .limits import check_event
 from .persist import SessionWriter, WritePolicy, reply_meta
 from .response import Emit, ResponseRun, ResponseState
@@ -52,6 +46,7 @@ MIN_COMMIT_MS = 100
 class RealtimeDeps:
     catalog: ToolCatalog
     store: ConversationStore
+    llms: Any = None  # LLMRouter: `session.update` may name another configured model
     max_tool_iterations: int = 10
     tool_timeout_s: float = 10.0
     llm_timeout_s: float = 120.0
@@ -97,11 +92,18 @@ class RealtimeSession:
         self.persist_id = persist_id
         self.memo = memo if memo is not None else {}
         self.config: SessionConfig = self.memo.get("config") or SessionConfig(model=resolved.model)
+        if self.config.model != resolved.model:  # the echo names the model that answers (as chat does)
+            self.config = self.config.model_copy(update={"model": resolved.model})
         self.items = Items(max_items=deps.limits.max_items)
         self.audio = InputBuffer(0)  # uncommitted input audio, in the session's input format
-        self.response: ResponseRun | None = None
+        self.response: ResponseRun | None = None  # the in-band response (barge-in cancels it)
         self._task: asyncio.Task[None] | None = None
+        self.out_of_band: dict[str, tuple[ResponseRun, asyncio.Task[None]]] = {}  # conversation "none"
         self.voice: VoiceTurns | None = None
+        self.preemption = response_start.Preemption()  # the reply prepared at the speaker's last pause
+        # Pause-then-decide or plain cancel, and its thresholds: the connection's settings
+        # (`?cozy_interruption=...`, interruption_query.py) over the personality's `interruption`.
+        self.interruption = self.memo.get("interruption") or resolved.personality.interruption
         self.writer: SessionWriter | None = None  # one per session, kept across actor restarts
         if persist_id is not None:
             self.writer = SessionWriter.of(
@@ -114,11 +116,17 @@ class RealtimeSession:
         """Announce the session; resumed history (from storage) becomes conversation items."""
         self.start_quietly(history)
         self.emit({"type": "session.created", "session": self.config.wire(self.id)})
+        if self.voice_error is not None:  # the session works (text), but its speech engines did not load
+            self._error(self.voice_error.message, self.voice_error.code, None, None)
 
     def start_quietly(self, history: list[dict[str, Any]]) -> None:
         """Rebuild the items from stored history without announcing a new session."""
+        self.voice_error: CozyError | None = None
         if self.deps.speech is not None and self.deps.speech.stt is not None:
-            self.voice = VoiceTurns(self, self.deps.speech)
+            try:
+                self.voice = VoiceTurns(self, self.deps.speech)
+            except CozyError as exc:  # e.g. the personality's language route: the zh pack is not installed
+                self.voice_error = exc
         for msg in history:
             role, text = msg.get("role"), msg.get("content")
             if role in ("user", "assistant") and isinstance(text, str) and text:
@@ -127,8 +135,11 @@ class RealtimeSession:
                 )
 
     def close(self, reason: str) -> None:
+        self.preemption.drop()
         if self.response is not None:
             self.response.cancel(reason)
+        for run, _ in list(self.out_of_band.values()):
+            run.cancel(reason)
 
     def _deleted(self) -> None:
         """The store refused a write: the session was deleted (on another node, notice missed)."""
@@ -140,6 +151,11 @@ class RealtimeSession:
 
         The response task's ResponseEnded cannot reach a stopping actor, so its end is handled
         here; one that ended just before (its message still queued) is stored the same way."""
+        for oob, oob_task in list(self.out_of_band.values()):
+            oob.cancel(reason)
+            if not oob_task.done():
+                await asyncio.wait([oob_task], timeout=timeout)
+        self.out_of_band.clear()
         run, task = self.response, self._task
         if run is not None:
             run.cancel(reason)
@@ -175,29 +191,38 @@ class RealtimeSession:
             self._error(exc.message, exc.code, exc.param, event_id)
 
     def _error(self, message: str, code: str, param: str | None, event_id: str | None) -> None:
-        self.emit(
-            {
-                "type": "error",
-                "error": {
-                    "type": "invalid_request_error",
-                    "code": code,
-                    "message": message,
-                    "param": param,
-                    "event_id": event_id,
-                },
-            }
-        )
+        self.emit(error_event(message, code, event_id, param))
 
     # --- session ------------------------------------------------------------------------------
     async def session_update(self, event: dict[str, Any]) -> None:
         update = event.get("session")
         if not isinstance(update, dict):
             raise RealtimeError("session.update needs a 'session' object", param="session")
-        self.config = self.config.merged({k: v for k, v in update.items() if k not in ("id", "object")}, "session")
-        self.memo["config"] = self.config
+        config = self.config.merged({k: v for k, v in update.items() if k not in ("id", "object")}, "session")
+        if self.config.tracing is not None and config.tracing != self.config.tracing:
+            raise RealtimeError(
+                "Once tracing is enabled for a session, its configuration cannot be modified.",
+                code="invalid_value",
+                param="session.tracing",
+            )
+        resolved = await self._model_of(config) if "model" in update else self.resolved
         if self.voice is not None:
-            self.voice.configure()
+            self.voice.configure(config)  # first: a missing engine (e.g. semantic_vad's) refuses the update
+        self.resolved = resolved
+        self.config = config.model_copy(update={"model": resolved.model})
+        self.memo["config"] = self.config
         self.emit({"type": "session.updated", "session": self.config.wire(self.id)})
+
+    async def _model_of(self, config: SessionConfig) -> Resolved:
+        """`session.model` naming a configured model switches the session's LLM for the next
+        responses; any other name keeps the current one (the router's rule for chat), and the
+        echo says which model answers."""
+        if self.deps.llms is None:
+            return self.resolved
+        model_id = self.deps.llms.choose(config.model, self.resolved.model)
+        if model_id == self.resolved.model:
+            return self.resolved
+        return replace(self.resolved, model=model_id, engine=await self.deps.llms.engine(model_id))
 
     # --- input audio --------------------------------------------------------------------------
     async def audio_append(self, event: dict[str, Any]) -> None:
@@ -244,6 +269,8 @@ class RealtimeSession:
 
     async def audio_clear(self, event: dict[str, Any]) -> None:
         self.audio.clear()
+        if self.voice is not None:
+            self.voice.clear()
         self.emit({"type": "input_audio_buffer.cleared"})
 
     async def output_audio_clear(self, event: dict[str, Any]) -> None:
@@ -260,33 +287,13 @@ class RealtimeSession:
         if item.type == "message" and item.role == "user":
             self.persist([{"role": "user", "content": text_of(item)}])
 
+    def drop_item(self, item_id: str) -> None:
+        """A false interruption's audio item leaves the conversation (it was never a user turn)."""
+        if self.items.get(item_id) is not None:
+            self.items.delete(item_id)
+            self.emit({"type": "conversation.item.deleted", "item_id": item_id})
+
     # --- responses ----------------------------------------------------------------------------
-    async def response_create(self, event: dict[str, Any]) -> None:
-        if self.response is not None:
-            raise RealtimeError(
-                "Conversation already has an active response in progress.",
-                code="conversation_already_has_active_response",
-            )
-        opts = event.get("response") or {}  # its shape is checked by client_events.ResponseCreate
-        cfg = self.config.merged(  # checked now, so a bad value is answered even when deferred
-            {
-                k: opts[k]
-                for k in ("instructions", "output_modalities", "tools", "tool_choice", "max_output_tokens")
-                if opts.get(k) is not None
-            },
-            "response",
-        )
-        conversation, metadata = opts.get("conversation") != "none", opts.get("metadata")
-
-        def start() -> None:
-            self.start_response(cfg, conversation=conversation, metadata=metadata)
-
-        if self.voice is not None and self.voice.awaiting_transcript:
-            # The user's words are still being transcribed: answer as soon as they are known.
-            self.voice.defer(start)
-            return
-        start()
-
     def prefetch_context(self, text: str) -> None:
         """The user paused after `text`: fetch its context during the silence window, so the
         response that end of speech starts finds it ready (ContextService.prefetch)."""
@@ -294,72 +301,21 @@ class RealtimeSession:
         if ctx is not None and td is not None and td.create_response and ctx.applies(r.personality):
             ctx.prefetch(text=text, user_id=self.memo.get("user_id"), personality_id=r.personality.id)
 
-    def start_response(
-        self, cfg: SessionConfig, *, conversation: bool = True, metadata: dict[str, Any] | None = None
-    ) -> ResponseRun:
-        r = self.resolved
-        system = r.personality.system_prompt + (f"\n\n{cfg.instructions}" if cfg.instructions else "")
-        # The model sees the personality's recent history (as in text chat), then the turn itself.
-        history = trim_past(self.items.messages(), r.personality.memory.max_history_messages) if conversation else []
-        spec = TurnSpec(
-            engine=r.engine,
-            model=r.model,
-            messages=[{"role": "system", "content": system}, *history],
-            server_tools=r.server_tools,
-            client_tools=cfg.client_tools(),
-            tool_choice=cfg.tool_choice if cfg.tools else None,
-            temperature=r.personality.llm.temperature,
-            max_tokens=cfg.max_output_tokens
-            if isinstance(cfg.max_output_tokens, int)
-            else r.personality.llm.max_tokens,
-            max_tool_iterations=self.deps.max_tool_iterations,
-            tool_timeout_s=self.deps.tool_timeout_s,
-            llm_timeout_s=self.deps.llm_timeout_s,
-            caller=ToolCaller(self.memo.get("user_id"), session_id=self.persist_id or self.id, channel="realtime"),
-        )
-        learn = personalize(
-            spec, self.deps.context, r.personality, self.memo.get("user_id"), system, history, self.persist_id
-        )
-        handle = TurnHandle(
-            uuid.uuid4().hex,
-            self.persist_id,
-            r.personality.id,
-            r.model,
-            self.actor,
-            Turn(spec, self.deps.catalog),
-            "voice",
-        )
-        run = ResponseRun(
-            handle,
-            self.emit,
-            speech=self._speech_factory(cfg),
-            modalities=list(cfg.output_modalities),
-            conversation_id=self.conversation_id,
-            metadata=metadata,
-        )
-        run.learn = learn
-        self.response = run
-        if self.persist_id is not None and self.deps.checkpoints is not None:
-            self.deps.checkpoints.open(run.state.id, self.persist_id, r.model, run.heard_text_now)
-        self._task = asyncio.create_task(self._run(run), name=f"realtime-response:{self.id}")
-        return run
+    def preempt(self, text: str) -> None:
+        """The user paused after `text`: start the reply's model call now (the personality's
+        `voice.preemptive_generation`); the response adopts it if the turn ends with these words."""
+        self.preemption.drop()
+        if self.resolved.personality.voice.preemptive_generation:
+            try:
+                response_start.preempt(self, text)
+            except CozyError as exc:  # e.g. the TTS is not loaded yet: the reply starts as without
+                log.debug("no preemptive generation: %s", exc.message)
 
-    def _speech_factory(self, cfg: SessionConfig) -> Callable[[Callable[[str], None]], SpeechOutput] | None:
-        speech = self.deps.speech
-        if speech is None or speech.tts is None or "audio" not in cfg.output_modalities:
-            return None
-        out = cfg.audio.output
-        wanted = out.voice if isinstance(out.voice, str) else str(out.voice.get("id", ""))
-        try:
-            voice = speech.resolve_voice(wanted)
-        except CozyError:
-            voice = speech.resolve_voice(self.resolved.personality.voice.voice)
-        speed = out.speed * self.resolved.personality.voice.speed
-        synth = speech.synthesizer(voice, min(4.0, max(0.25, speed)), sample_rate=output_rate(out.format.type))
-        lead = self.deps.speech_lead_ms
-        return lambda send: SpeechOutput(synth, out.format.type, send, lead_ms=lead)
+    def start_response(self, cfg: SessionConfig) -> ResponseRun:
+        """An in-band response with the conversation as its context (end of speech, text turns)."""
+        return response_start.start_response(self, cfg)
 
-    async def _run(self, run: ResponseRun) -> None:
+    async def run_response(self, run: ResponseRun) -> None:
         state = ResponseState(run.state.id, status="failed")
         try:
             state = await run.run()
@@ -372,12 +328,16 @@ class RealtimeSession:
                 pass  # the actor is gone
 
     def response_ended(self, msg: ResponseEnded) -> None:
+        trace = getattr(msg.run, "trace", None)
+        if trace is not None:  # session.tracing: one record a response, in the server's own logs
+            log.info("realtime.trace", extra={"session_id": self.id, "trace": _trace(trace, msg)})
+        if self.out_of_band.pop(msg.state.id, None) is not None:
+            return  # out-of-band: not in the conversation, not stored
         if self.response is not msg.run:
             return
-        self.response = None
-        for item in msg.state.output:
-            if item.id not in self.items:
-                self.items.add(item)  # with its audio_ms, for truncate
+        self.response = None  # its items joined the conversation when they were announced
+        if self.voice is not None:  # its audio is paced: the client plays the last `lead` ms after this
+            self.voice.response_finished(self.deps.speech_lead_ms if msg.run.audio else 0.0)
         # Cut off (cancel, barge-in, stop) or failed: stored with what was heard, as text chat does.
         meta = reply_meta(self.resolved.model, msg.state.status, msg.state.usage)
         checkpoint = msg.state.id if self.deps.checkpoints is not None and self.persist_id is not None else None
@@ -390,10 +350,14 @@ class RealtimeSession:
             learn.messages.append({"role": "assistant", "content": text})
             task = asyncio.create_task(self.deps.context.after_turn(learn))
             task.add_done_callback(_log_failure)
+        if self.voice is not None:
+            self.voice.after_reply()  # the user turn that interrupted it, stored after it
 
     async def response_cancel(self, event: dict[str, Any]) -> None:
         run = self.response
         wanted = event.get("response_id")
+        if wanted and wanted in self.out_of_band:
+            run = self.out_of_band[wanted][0]
         if run is None or (wanted and wanted != run.state.id):
             raise RealtimeError("Cancellation failed: no active response found.", code="response_cancel_not_active")
         run.cancel("client_cancelled")
@@ -407,6 +371,11 @@ class RealtimeSession:
         messages = [m for m in messages if m.get("content")]
         if messages or checkpoint is not None:
             self.writer.put(messages, meta=meta, checkpoint=checkpoint)
+
+
+def _trace(trace: Any, msg: ResponseEnded) -> dict[str, Any]:
+    named = trace.model_dump() if hasattr(trace, "model_dump") else {"workflow_name": "Realtime Session"}
+    return {**named, "response_id": msg.state.id, "status": msg.state.status, "usage": msg.state.usage}
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:
@@ -424,6 +393,6 @@ HANDLERS: dict[str, Handler] = {
     "conversation.item.delete": item_events.item_delete,
     "conversation.item.retrieve": item_events.item_retrieve,
     "conversation.item.truncate": item_events.item_truncate,
-    "response.create": RealtimeSession.response_create,
+    "response.create": response_start.response_create,
     "response.cancel": RealtimeSession.response_cancel,
 }

@@ -2,8 +2,9 @@
 
 Why two lanes: control messages (interrupt, cancel, session update, close) must never wait behind a
 backlog of audio frames, otherwise a barge-in is only honoured after seconds of queued audio.
-Why deque + Event: ``put`` is called ~50 times per second per session, so it must be synchronous,
-allocation-light and never spawn a task.
+Why deque + one waiter future: ``put`` is called ~50 times per second per session, so it must be
+synchronous, allocation-light and never spawn a task; the consumer waits on a bare future of its loop
+(what ``asyncio.Event.wait`` creates anyway, without its loop lookup and waiter list per wait).
 Why a byte bound too: a count alone lets 256 queued messages of a few MiB each hold a GiB; with
 ``max_bytes`` the producer says each message's size (``nbytes``) and the total queued is capped.
 """
@@ -55,13 +56,13 @@ class Mailbox:
         "_data",
         "_max_bytes",
         "_maxsize",
-        "_nonempty",
         "_on_drop",
         "_overflow",
         "_rejected_control",
         "_rejected_data",
         "_sizes_control",
         "_sizes_data",
+        "_waiter",
     )
 
     def __init__(
@@ -88,7 +89,7 @@ class Mailbox:
         self._overflow: OverflowPolicy = overflow
         self._data: deque[Any] = deque()
         self._control: deque[Any] = deque()
-        self._nonempty = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None  # the consumer's, while it waits on empty lanes
         self._closed = False
         self._on_drop = on_drop
         self._max_bytes = max_bytes
@@ -135,7 +136,14 @@ class Mailbox:
             if sized:
                 self._sizes_data.append(nbytes)
                 self._bytes += nbytes
-        self._nonempty.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def get(self) -> Any:
         """Next item, control lane first; waits while empty; MailboxClosed once closed and empty."""
@@ -150,13 +158,17 @@ class Mailbox:
                 return self._data.popleft()
             if self._closed:
                 raise MailboxClosed("mailbox is closed")
-            self._nonempty.clear()
-            await self._nonempty.wait()
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                if self._waiter is waiter:
+                    self._waiter = None
 
     def close(self) -> None:
         """Refuse new items from now on; queued items stay available to ``get``/``drain_nowait``."""
         self._closed = True
-        self._nonempty.set()  # wake the consumer so it can notice the close once the lanes are empty
+        self._wake()  # wake the consumer so it can notice the close once the lanes are empty
 
     @property
     def closed(self) -> bool:

@@ -81,6 +81,13 @@ def incoming_beta(event: dict[str, Any]) -> dict[str, Any]:
             resp["output_modalities"] = _modalities(resp.pop("modalities"))
         if "max_response_output_tokens" in resp:
             resp["max_output_tokens"] = resp.pop("max_response_output_tokens")
+        out = {}
+        if "voice" in resp:
+            out["voice"] = resp.pop("voice")
+        if "output_audio_format" in resp:
+            out["format"] = {"type": _format_ga(resp.pop("output_audio_format"))}
+        if out:
+            resp["audio"] = {"output": out}
         event["response"] = resp
     return event
 

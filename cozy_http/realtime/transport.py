@@ -25,8 +25,11 @@ import orjson
 from starlette.websockets import WebSocket
 
 from cozy_actors.realtime.actor import CONTROL_EVENTS, AppendAudio, ClientEvent
+from cozy_actors.realtime.items import error_event
 from cozy_actors.runtime import MailboxClosed, MailboxFull, StopReason
 from cozy_core.errors import CozyError
+from cozy_http.forward import FORWARDED_HEADER
+from cozy_http.realtime.interruption_query import interruption_query
 
 from .dialect import incoming_beta, outgoing_beta
 
@@ -66,21 +69,41 @@ def _wants_beta(ws: WebSocket, offered: list[str]) -> bool:
     return "realtime=v1" in ws.headers.get("openai-beta", "") or "openai-beta.realtime-v1" in offered
 
 
-def _error_event(message: str, code: str, event_id: str | None = None, param: str | None = None) -> dict[str, Any]:
-    return {
-        "type": "error",
-        "error": {
-            "type": "invalid_request_error",
-            "code": code,
-            "message": message,
-            "param": param,
-            "event_id": event_id,
-        },
-    }
+def _event_id(event: Any) -> str | None:
+    return event.get("event_id") if isinstance(event, dict) and isinstance(event.get("event_id"), str) else None
+
+
+def _call_refuses(event: Any) -> tuple[str, str] | None:
+    from cozy_http.webrtc.oai_calls import pinned_format
+
+    return pinned_format(event)
+
+
+async def _attach_call(ws: WebSocket, call_id: str, emit: Any) -> tuple[Any, Any]:
+    """The sideband of a WebRTC call (`GET /v1/realtime?call_id=`): its actor and a detach function.
+    It needs a real credential of the call's user or an admin, not an ephemeral key."""
+    calls = getattr(getattr(ws.app.state, "webrtc", None), "openai", None)
+    if calls is None:
+        raise CozyError("WebRTC calls are not enabled here", code="RESOURCE_NOT_FOUND", status=404, param="call_id")
+    if getattr(ws.state, "ephemeral_session", None) is not None:
+        raise CozyError("a sideband needs an API key or JWT, not an ephemeral key", code="AUTH_FORBIDDEN", status=403)
+    return await calls.attach(call_id, getattr(ws.state, "principal", None), emit)  # type: ignore[no-any-return]
+
+
+async def _relayed(ws: WebSocket, call_id: str, offered: list[str]) -> bool:
+    """A sideband for a call that another worker holds is relayed there (frames both ways), once:
+    a relayed socket is answered by its receiver whatever it finds."""
+    calls = getattr(getattr(ws.app.state, "webrtc", None), "openai", None)
+    if calls is None or FORWARDED_HEADER in ws.headers or getattr(ws.state, "ephemeral_session", None) is not None:
+        return False
+    address = await calls.held_elsewhere(call_id, getattr(ws.state, "principal", None))
+    return address is not None and await ws.app.state.forwarder.relay_websocket(ws, address, offered)
 
 
 async def realtime_endpoint(ws: WebSocket) -> None:
     offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+    if "call_id" in ws.query_params and await _relayed(ws, ws.query_params["call_id"], offered):
+        return
     beta = _wants_beta(ws, offered)
     await ws.accept(subprotocol="realtime" if "realtime" in offered else None)
     services = ws.app.state.services
@@ -94,11 +117,18 @@ async def realtime_endpoint(ws: WebSocket) -> None:
     close: tuple[int, str] = (1000, "")
     writer_task: asyncio.Task[None] | None = None
 
+    # Pause-then-decide is opt-in here (clients stop playback themselves on speech_started): only
+    # `?cozy_interruption=pause` gets it and its `cozy.*` events; a stock OpenAI client never does.
+    interruption = ws.query_params.get("cozy_interruption")
+    cozy_events = interruption == "pause"
+
     def emit(event: dict[str, Any]) -> None:
         # Serialized here, not in the writer: the outbox is bounded by what it really holds.
         nonlocal queued, close
         if close[0] != 1000:
             return  # disconnecting a client that does not read
+        if not cozy_events and event["type"].startswith("cozy."):
+            return
         event["event_id"] = f"{prefix}{next(counter)}"
         if beta and (event := outgoing_beta(event)) is None:  # type: ignore[assignment]
             return
@@ -112,19 +142,27 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         outbox.put_nowait(text)
 
     q = ws.query_params
+    detach = None  # a sideband (`?call_id=`): the call's actor is not ours to stop
     try:
-        ref = await services.realtime.open(
-            emit,
-            model=q.get("model"),
-            personality_id=q.get("cozy_personality_id"),
-            session_id=q.get("cozy_session_id"),
-            user_id=getattr(ws.state, "principal", None) and ws.state.principal.user_id,
-            key_id=getattr(ws.state, "principal", None) and ws.state.principal.key_id,
-            principal=getattr(ws.state, "principal", None),
-        )
+        if "call_id" in q:
+            ref, detach = await _attach_call(ws, q["call_id"], emit)
+        else:
+            ref = await services.realtime.open(
+                emit,
+                model=q.get("model"),
+                personality_id=q.get("cozy_personality_id"),
+                session_id=q.get("cozy_session_id"),
+                user_id=getattr(ws.state, "principal", None) and ws.state.principal.user_id,
+                key_id=getattr(ws.state, "principal", None) and ws.state.principal.key_id,
+                principal=getattr(ws.state, "principal", None),
+                config=getattr(ws.state, "ephemeral_session", None),  # an `ek_...` key's session
+                interruption=interruption_query(q, "cancel"),  # the WebSocket's default: cancel
+                echo_cancellation=q.get("cozy_echo_cancellation"),
+            )
     except CozyError as exc:
+        await services.ephemeral_keys.give_back(getattr(ws.state, "ephemeral_key", None))  # it started nothing
         await ws.send_text(
-            orjson.dumps({**_error_event(exc.message, exc.code, param=exc.param), "event_id": f"{prefix}0"}).decode()
+            orjson.dumps({**error_event(exc.message, exc.code, param=exc.param), "event_id": f"{prefix}0"}).decode()
         )
         await ws.close(code=1013 if exc.status == 429 or exc.status >= 500 else 1008, reason=exc.code)
         return
@@ -151,12 +189,12 @@ async def realtime_endpoint(ws: WebSocket) -> None:
                 close = (CLOSE_TOO_BIG, f"message too big (limit {max_message} bytes)")
                 return
             if text is None:
-                emit(_error_event("Binary frames are not part of the protocol; send JSON text.", "invalid_event"))
+                emit(error_event("Binary frames are not part of the protocol; send JSON text.", "invalid_event"))
                 continue
             try:
                 event = orjson.loads(text)
             except orjson.JSONDecodeError as exc:
-                emit(_error_event(f"Invalid JSON: {exc}", "invalid_json"))
+                emit(error_event(f"Invalid JSON: {exc}", "invalid_json"))
                 continue
             message: ClientEvent | AppendAudio
             if (pcm := _plain_append(event, max_append)) is not None:
@@ -164,21 +202,16 @@ async def realtime_endpoint(ws: WebSocket) -> None:
             else:
                 if beta and isinstance(event, dict):
                     event = incoming_beta(event)
+                if detach is not None and (refused := _call_refuses(event)):  # a sideband: the call's audio is Opus
+                    emit(error_event(refused[0], "invalid_value", _event_id(event), refused[1]))
+                    continue
                 etype = event.get("type") if isinstance(event, dict) else None
                 control = isinstance(etype, str) and etype in CONTROL_EVENTS  # a list as `type` is unhashable
                 message = ClientEvent(event)
             try:
                 ref.tell(message, control=control, nbytes=size)
             except MailboxFull:
-                emit(
-                    _error_event(
-                        "Too many events queued; slow down.",
-                        "rate_limit_exceeded",
-                        event.get("event_id")
-                        if isinstance(event, dict) and isinstance(event.get("event_id"), str)
-                        else None,
-                    )
-                )
+                emit(error_event("Too many events queued; slow down.", "rate_limit_exceeded", _event_id(event)))
             except MailboxClosed:
                 return
 
@@ -191,7 +224,10 @@ async def realtime_endpoint(ws: WebSocket) -> None:
     try:
         await asyncio.wait(tasks[:2], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        await ref.stop(StopReason.NORMAL, "client disconnected")
+        if detach is None:
+            await ref.stop(StopReason.NORMAL, "client disconnected")
+        else:
+            detach()  # the call goes on; only this watcher leaves
         if not writer_task.done() and close[0] == 1000:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer_task, 2.0)  # flush the final events

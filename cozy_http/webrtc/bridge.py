@@ -23,11 +23,14 @@ from cozy_actors.realtime.actor import AppendAudio, ClientEvent
 from cozy_actors.runtime import ActorRef, ActorStopped, MailboxFull, StopReason
 from cozy_media.audio.resample import Resampler
 
+from .conversation import WATCHED, Conversation
+
 log = logging.getLogger("cozy.webrtc")
 
 SESSION_RATE = 24000  # the session's input and output format: audio/pcm 24 kHz
 MAX_QUEUED_CHUNKS = 600  # reply audio waiting for fastrtc (100 ms deltas: 60 s); pacing keeps it near 3
 CLOSE = object()  # in `out`: the call is over (the handler says so on the data channel)
+SHOW_EVERY_S = 0.1  # the page's conversation view is refreshed at most this often (bursts coalesce)
 
 
 class Peer(Protocol):
@@ -35,6 +38,9 @@ class Peer(Protocol):
 
     def clear_output(self) -> None: ...
     def post(self, message: dict[str, Any]) -> None: ...
+    def side_output(self, html: str) -> Any:
+        """Wrap the conversation view for `out` (fastrtc's AdditionalOutputs: the page shows it)."""
+        ...
 
 
 class CallBridge:
@@ -50,6 +56,9 @@ class CallBridge:
         self.closed = False
         self.reason: str | None = None
         self.user_frames = 0
+        self.input_samples = 0  # 24 kHz samples sent to the session: the VAD's clock, for latencies
+        self.conversation: Conversation | None = None  # /ui page calls: the live view of the call
+        self._show_pending = False
         self._resampler = Resampler(input_rate, SESSION_RATE)
         self._on_closed = on_closed
         self._dropped = 0
@@ -57,15 +66,21 @@ class CallBridge:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # --- lifecycle ----------------------------------------------------------------------------
-    def bind(self, ref: ActorRef, session: dict[str, Any]) -> None:
-        """Take over the call's actor: configure its session, end the call when it stops."""
+    def bind(self, ref: ActorRef, session: dict[str, Any] | None) -> None:
+        """Take over the call's actor: configure its session (None: it was opened with its config),
+        end the call when it stops."""
         self.ref = ref
-        ref.tell(ClientEvent({"type": "session.update", "session": session}))
+        if session is not None:
+            ref.tell(ClientEvent({"type": "session.update", "session": session}))
         self._spawn(self._watch(ref))
 
-    def attach(self, peer: Peer) -> None:
-        """The fastrtc handler of this call is up: audio can flow to it."""
+    def attach(self, peer: Peer, *, show_conversation: bool = False) -> None:
+        """The fastrtc handler of this call is up: audio can flow to it. `show_conversation`: the
+        /ui page's calls, whose page displays the conversation (side data between audio chunks)."""
         self.peer = peer
+        if show_conversation:
+            self.conversation = Conversation()
+            self._schedule_show()  # the page drops the previous call's conversation now
 
     def expire_unless_attached(self, timeout_s: float) -> None:
         """Release the actor if no peer ever attaches (the peer never connected or sent no audio track)."""
@@ -115,6 +130,7 @@ class CallBridge:
         try:
             self.ref.tell(AppendAudio(pcm.astype("<i2", copy=False).tobytes()))
             self.user_frames += 1
+            self.input_samples += len(pcm)
         except MailboxFull:
             self._dropped += 1
             if self._dropped in (1, 100, 10_000):
@@ -131,7 +147,8 @@ class CallBridge:
         etype = event.get("type")
         if etype == "response.output_audio.delta":
             self._audio(event.get("delta"))
-        elif etype == "input_audio_buffer.speech_started":
+            return
+        if etype == "input_audio_buffer.speech_started":
             self.flush()  # the caller talks: nothing already queued may still play
             self._send({"type": "log", "data": "started_talking"})
         elif etype == "input_audio_buffer.speech_stopped":
@@ -148,6 +165,9 @@ class CallBridge:
         elif etype == "error":
             err = event.get("error") or {}
             self._send({"type": "warning", "message": err.get("message") or err.get("code") or "error"})
+        if self.conversation is not None and etype in WATCHED:
+            if self.conversation.apply(event, self.input_samples / (SESSION_RATE / 1000)):
+                self._schedule_show()
 
     def _audio(self, delta: Any) -> None:
         if self.closed or not isinstance(delta, str):
@@ -159,6 +179,8 @@ class CallBridge:
         if not self._replying:
             self._replying = True
             self._send({"type": "log", "data": "response_starting"})
+            if self.conversation is not None and self.conversation.first_audio():
+                self._schedule_show()
         if self.out.qsize() >= MAX_QUEUED_CHUNKS:
             with contextlib.suppress(asyncio.QueueEmpty):
                 self.out.get_nowait()  # bounded: the oldest chunk goes
@@ -176,6 +198,20 @@ class CallBridge:
                 break
         if self.peer is not None:
             self.peer.clear_output()
+        if self.conversation is not None:
+            self._schedule_show()  # a view waiting in `out` may have gone with the audio
+
+    # --- the page's conversation view ---------------------------------------------------------
+    def _schedule_show(self) -> None:
+        if not self._show_pending and not self.closed:
+            self._show_pending = True
+            asyncio.get_running_loop().call_later(SHOW_EVERY_S, self._show)
+
+    def _show(self) -> None:
+        """The view goes into `out` with the audio: fastrtc's emit loop hands it to the page."""
+        self._show_pending = False
+        if self.conversation is not None and self.peer is not None and not self.closed:
+            self.out.put_nowait(self.peer.side_output(self.conversation.html()))
 
     def _send(self, message: dict[str, Any]) -> None:
         if self.peer is not None and not self.closed:

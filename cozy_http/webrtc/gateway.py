@@ -28,8 +28,11 @@ from cozy_core.errors import CozyError
 
 from ..api_schemas import json_response, parse_body
 from ..auth import principal_of
+from ..realtime.interruption_query import interruption_query
 from .bridge import CallBridge
+from .oai_calls import OpenAICalls
 from .peers import PeerLocator
+from .ui_worker import UiWorker
 
 if TYPE_CHECKING:
     from cozy_actors.config import Settings
@@ -75,10 +78,13 @@ class WebRTCGateway:
         self._ui_task: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self.peers = PeerLocator(services)  # which worker holds each call: ICE candidates reach it
+        self.ui_worker = UiWorker(services)  # under --workers N, /ui is served by one of them
+        self.openai = OpenAICalls(self)  # OpenAI's flow: POST /v1/realtime/calls, oai-events, sideband
 
     # --- wiring -------------------------------------------------------------------------------
     def routes(self) -> list[BaseRoute]:
         routes: list[BaseRoute] = [Route(f"{self.cfg.path}/webrtc/offer", self.offer, methods=["POST"])]
+        routes += self.openai.routes()
         if self.cfg.ui_path:
             routes.append(Mount(self.cfg.ui_path, app=self.ui_asgi))
         return routes
@@ -89,15 +95,17 @@ class WebRTCGateway:
         return [self.cfg.ui_path] if self.cfg.ui_path else []
 
     def openapi_paths(self) -> dict[str, Any]:
+        from .oai_openapi import openai_paths
         from .openapi import openapi_paths
 
-        return openapi_paths(self.cfg.path)
+        return {**openapi_paths(self.cfg.path), **openai_paths()}
 
     async def start(self) -> None:
         if self.cfg.preload:
             self._loading = asyncio.create_task(self._load(), name="webrtc-load")
 
     async def stop(self) -> None:
+        await self.openai.stop()
         live = list(self.calls.values()) + list(self.pending.values())
         for bridge in live:
             await bridge.close("server shutting down")
@@ -180,8 +188,8 @@ class WebRTCGateway:
             raise
 
     async def ui_asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The /ui mount: waits for the lazy load, then hands over to the Gradio app."""
-        if scope["type"] not in ("http", "websocket"):
+        """The /ui mount: on the page's worker (ui_worker.py), after the lazy load, the Gradio app."""
+        if scope["type"] not in ("http", "websocket") or await self.ui_worker.forwarded(scope, receive, send):
             return
         try:
             await self.ready()
@@ -194,7 +202,8 @@ class WebRTCGateway:
     # --- signalling ---------------------------------------------------------------------------
     async def offer(self, request: Request) -> Response:
         """POST {path}/webrtc/offer: SDP offer -> answer, with the call's session already open.
-        Query: `cozy_personality_id`, `model`, `cozy_session_id` (as on /v1/realtime)."""
+        Query: `cozy_personality_id`, `model`, `cozy_session_id`, `cozy_interruption[_...]`,
+        `cozy_echo_cancellation` (as on /v1/realtime)."""
         principal = principal_of(request)
         body = await parse_body(request, OfferBody)
         await self.ready()
@@ -230,7 +239,7 @@ class WebRTCGateway:
             )
         if wid in stream.pcs or wid in self.calls or wid in self.pending:
             return _failed("connection_already_exists")
-        if len(stream.pcs) >= stream.concurrency_limit:
+        if len(stream.pcs) + len(self.openai.calls) >= stream.concurrency_limit:  # one limit for both flows
             return _failed("concurrency_limit_reached", limit=stream.concurrency_limit)
         q = request.query_params
         bridge = await self.open_call(
@@ -239,6 +248,8 @@ class WebRTCGateway:
             personality_id=q.get("cozy_personality_id"),
             model=q.get("model"),
             session_id=q.get("cozy_session_id"),
+            interruption=interruption_query(q),
+            echo_cancellation=q.get("cozy_echo_cancellation"),
         )
         self.pending[wid] = bridge
         bridge.expire_unless_attached(self.cfg.connect_timeout_s + 5)
@@ -266,6 +277,8 @@ class WebRTCGateway:
         personality_id: str | None,
         model: str | None = None,
         session_id: str | None = None,
+        interruption: dict[str, Any] | None = None,
+        echo_cancellation: str | None = None,
     ) -> CallBridge:
         """Start the call's Realtime actor (404 personality, 503 at capacity: CozyError)."""
         bridge = CallBridge(webrtc_id, on_closed=self._closed)
@@ -277,6 +290,9 @@ class WebRTCGateway:
             user_id=principal.user_id,
             key_id=principal.key_id,
             principal=principal,
+            interruption=interruption,  # None: the personality's (pause: the server plays the reply)
+            echo_cancellation=echo_cancellation,
+            server_playback=True,
         )
         personality = self.services.personalities.get(personality_id)
         bridge.bind(ref, self.session_config(personality.voice.voice if personality else None))

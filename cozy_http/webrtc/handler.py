@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
-from fastrtc import AsyncStreamHandler, get_current_context, wait_for_item
+from fastrtc import AdditionalOutputs, AsyncStreamHandler, get_current_context, wait_for_item
 
 from cozy_core.errors import CozyError
 
@@ -43,6 +43,7 @@ class CallHandler(AsyncStreamHandler):
         """Claim the call the offer route opened or, for the /ui page, open it from the page's inputs."""
         webrtc_id = get_current_context().webrtc_id
         bridge = self.gateway.claim(webrtc_id)
+        from_page = bridge is None
         if bridge is None:
             try:
                 bridge = await self._open_from_page(webrtc_id)
@@ -50,7 +51,7 @@ class CallHandler(AsyncStreamHandler):
                 self._fail(exc.message, webrtc_id)
                 return
         self.bridge = bridge
-        bridge.attach(self)
+        bridge.attach(self, show_conversation=from_page)  # only the page reads fastrtc's side data
 
     async def _open_from_page(self, webrtc_id: str) -> CallBridge:
         try:
@@ -84,7 +85,8 @@ class CallHandler(AsyncStreamHandler):
             bridge.feed(frame[1])
 
     async def emit(self) -> Any:
-        """Next reply chunk for fastrtc (which re-frames it to 20 ms and paces it), or None."""
+        """Next reply chunk for fastrtc (which re-frames it to 20 ms and paces it), the page's
+        conversation view (AdditionalOutputs, from `side_output`), or None."""
         if self.bridge is None:
             await asyncio.sleep(0.05)
             return None
@@ -105,6 +107,10 @@ class CallHandler(AsyncStreamHandler):
     def clear_output(self) -> None:
         if self._clear_queue is not None:
             self._clear_queue()  # fastrtc's queue of encoded, not yet sent frames
+
+    def side_output(self, html: str) -> AdditionalOutputs:
+        """Returned by `emit` like audio: fastrtc queues it for the page and tells the page to fetch it."""
+        return AdditionalOutputs(html)
 
     def post(self, message: dict[str, Any]) -> None:
         channel = self.channel

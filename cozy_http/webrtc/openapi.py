@@ -14,6 +14,19 @@ _QUERY = [
         "schema": {"type": "string"},
         "description": "Store the call's turns under this session and resume its history (yours only).",
     },
+    {
+        "name": "cozy_interruption",
+        "in": "query",
+        "schema": {"type": "string", "enum": ["pause", "cancel"]},
+        "description": "Speech over a reply: pause, then decide (default here) or cancel at once. Also "
+        "cozy_interruption_min_words, _min_speech_ms, _resume_after_ms, _backchannels (see README).",
+    },
+    {
+        "name": "cozy_echo_cancellation",
+        "in": "query",
+        "schema": {"type": "string", "enum": ["on", "off", "auto"]},
+        "description": "Cancel the reply's echo in the caller's input (default: the personality's; auto = on).",
+    },
 ]
 
 

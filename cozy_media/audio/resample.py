@@ -30,7 +30,8 @@ class Resampler:
     def process(self, samples: np.ndarray) -> np.ndarray:
         if self._stream is None:
             return samples
-        return self._stream.resample_chunk(samples.astype(np.int16, copy=False))
+        # As one 2-D channel: soxr's 1-D path adds an np.squeeze call per chunk (a hot path, per frame).
+        return self._stream.resample_chunk(samples.astype(np.int16, copy=False).reshape(-1, 1)).reshape(-1)
 
     def flush(self) -> np.ndarray:
         """The samples still inside the filter (call once, after the last chunk)."""

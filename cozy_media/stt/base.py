@@ -3,6 +3,8 @@
 Audio goes in as mono float32 at 16 kHz (what Whisper-family models take); the edge decodes and
 resamples before calling. `text_only=True` says only the text is wanted (streaming partials and
 finals, json/text answers): the provider may skip segment timestamps and decode faster.
+`draft=True` marks a streaming partial, re-decoded many times and superseded by the final: the
+provider may trade accuracy for speed there (Whisper: a narrower beam).
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ class STTEngine(Engine):
         prompt: str | None = None,
         word_timestamps: bool = False,
         text_only: bool = False,
+        draft: bool = False,
     ) -> Transcript:
         """Transcribe a whole float32 16 kHz mono signal."""
         raise NotImplementedError

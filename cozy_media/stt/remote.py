@@ -43,6 +43,7 @@ class OpenAISTT(RemoteClient, STTEngine):
         prompt: str | None = None,
         word_timestamps: bool = False,
         text_only: bool = False,
+        draft: bool = False,
     ) -> Transcript:
         wav = encode_audio(float32_to_int16(audio), SAMPLE_RATE, "wav")
         form = aiohttp.FormData()

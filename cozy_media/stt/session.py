@@ -36,6 +36,7 @@ _RING_SAMPLES = 2 * SAMPLE_RATE
 class UtteranceStarted:
     utterance: int
     audio_start_ms: float
+    detected_ms: float | None = None  # where the VAD heard speech begin (audio_start_ms has the padding)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +125,7 @@ class TranscriptionSession:
                 self._append(samples)
             for event in await self.vad.feed(samples):
                 if isinstance(event, SpeechStarted) and not self._active:
-                    self._begin(int(event.audio_start_ms * SAMPLE_RATE / 1000))
+                    self._begin(int(event.audio_start_ms * SAMPLE_RATE / 1000), event.detected_ms)
                 elif isinstance(event, SpeechPaused) and self._active:
                     spec = self.transcriber.prefinalize()
                     if spec is not None and self.likely_finals:
@@ -167,7 +168,7 @@ class TranscriptionSession:
     def _append(self, samples: np.ndarray) -> None:
         self.transcriber.append(samples)
 
-    def _begin(self, start_pos: int) -> None:
+    def _begin(self, start_pos: int, detected_ms: float | None = None) -> None:
         """Open an utterance at stream position `start_pos`, with the audio since then."""
         self._utterance += 1
         self._active = True
@@ -176,7 +177,7 @@ class TranscriptionSession:
         back = self._fed - start_pos
         if back and self.vad is not None:
             self.transcriber.append(self._recent(back))
-        self._events.put_nowait(UtteranceStarted(self._utterance, start_pos * 1000.0 / SAMPLE_RATE))
+        self._events.put_nowait(UtteranceStarted(self._utterance, start_pos * 1000.0 / SAMPLE_RATE, detected_ms))
 
     def _end(self, end_pos: int | None) -> None:
         """Close the utterance (end of speech at `end_pos`, or now) and resolve its final later."""

@@ -1,7 +1,8 @@
 """Streaming transcription of one utterance at a time: partials while speech goes on, a final
 at its end.
 
-Partials re-decode the growing utterance (Whisper has no incremental decoder) and publish only
+Partials re-decode the growing utterance (Whisper has no incremental decoder) as drafts (the
+provider may decode them faster, e.g. beam 1, while finals get the full beam) and publish only
 the words two consecutive hypotheses agree on (LocalAgreement-2), so published text never
 flickers or shrinks; the rest of the latest hypothesis is offered as `unstable`. Decodes are
 spaced by at least `partial_interval_ms`, and by more when a decode is slower than that, so a
@@ -126,7 +127,7 @@ class StreamingTranscriber:
         try:
             with inference_priority(BACKGROUND):
                 result = await self.engine.transcribe(
-                    self._snapshot(n), language=self.language, prompt=self.prompt, text_only=True
+                    self._snapshot(n), language=self.language, prompt=self.prompt, text_only=True, draft=True
                 )
         finally:
             if generation == self._generation:

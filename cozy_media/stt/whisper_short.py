@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .base import SAMPLE_RATE, Segment, Transcript
+from .hallucination import compression_ratio
 
 MIN_CONTEXT_S = 10
 MAX_CONTEXT_S = 30
@@ -119,16 +120,17 @@ class ShortFormDecoder:
         text = tok.decode(ids).strip()
         words = text.split()
         cut = loop_start(words)
+        # A decode that loops from its first word ("ahh ahh ahh ...", on humming) holds no speech:
+        # its compression ratio is the loop's, for the hallucination filter to judge.
+        ratio = compression_ratio(text) if cut is not None and cut <= 1 else 0.0
         if cut is not None:
             text = " ".join(words[:cut])  # the words before the loop are the transcript
         elif len(tokens) + len(ids) >= cap - 1:
             return None  # ran to the cap without a recognizable loop: decode with the full context
         avg_logprob = result.scores[0] * len(ids) / (len(ids) + 1) if ids else -10.0
-        no_speech = float(result.no_speech_prob)
-        if no_speech > 0.6 and avg_logprob < -1.0:
-            text = ""  # Whisper's own silence rule: no hallucinated "Thank you." on noise
+        no_speech = float(result.no_speech_prob)  # the caller's hallucination filter judges these
         segment = Segment(
-            0, 0.0, round(duration, 3), " " + text if text else "", avg_logprob, no_speech, 0.0, 0.0, tuple(ids)
+            0, 0.0, round(duration, 3), " " + text if text else "", avg_logprob, no_speech, ratio, 0.0, tuple(ids)
         )
         return Transcript(
             text=text, language=language, duration=round(duration, 3), segments=(segment,) if text else ()

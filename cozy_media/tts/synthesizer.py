@@ -47,6 +47,9 @@ class SpeechSynthesizer:
         self.chunker = chunker or SentenceChunker()
         self.lookahead = max(0, lookahead)
         self._cancelled = False
+        # Chunks already being synthesized before the text arrived (a reply prepared during the
+        # speaker's pause): a chunk with exactly this text takes its audio instead of synthesizing.
+        self.primed: dict[str, asyncio.Task[PcmAudio]] = {}
 
     @property
     def cancelled(self) -> bool:
@@ -72,9 +75,11 @@ class SpeechSynthesizer:
                     if item is None:
                         reading = False
                         break
-                    task = asyncio.get_running_loop().create_task(
-                        self.engine.synthesize(item, voice=self.voice, speed=self.speed)
-                    )
+                    task = self.primed.pop(item, None)
+                    if task is None or task.cancelled():
+                        task = asyncio.get_running_loop().create_task(
+                            self.engine.synthesize(item, voice=self.voice, speed=self.speed)
+                        )
                     pending.append((item, task))
                 if not pending or self._cancelled:
                     break
@@ -92,6 +97,9 @@ class SpeechSynthesizer:
             producer.cancel()
             for _, task in pending:
                 task.cancel()
+            for task in self.primed.values():  # prepared for words the reply did not say
+                task.cancel()
+            self.primed.clear()
             with contextlib.suppress(BaseException):
                 await producer
 

@@ -160,9 +160,8 @@ class StreamingVAD:
         self._context[:] = buf[-CONTEXT:]
         self._pending_len = 0
         self._buffer(samples[used:])
-        if k == 1:  # the usual frame (20-40 ms): the buffer is the window
-            return buf.reshape(1, CONTEXT + CHUNK)
-        return np.stack([buf[j * CHUNK : j * CHUNK + CONTEXT + CHUNK] for j in range(k)])
+        # Overlapping windows as a view of the buffer (the batcher copies each row into its batch).
+        return np.lib.stride_tricks.as_strided(buf, (k, CONTEXT + CHUNK), (CHUNK * 4, 4), writeable=False)
 
     def apply(self, probs: list[float]) -> list[VadEvent]:
         """Turn the model's probabilities for the taken windows (in order) into events."""
@@ -204,9 +203,12 @@ class StreamingVAD:
                 self._pause_at = None
 
 
+_SCALE = np.float32(1.0 / 32768.0)  # a float32 scalar: int16 x float32 runs in float32, not via float64
+
+
 def _to_float(samples: np.ndarray, out: np.ndarray) -> None:
     if samples.dtype == np.int16:
-        np.multiply(samples, 1.0 / 32768.0, out=out, casting="unsafe")
+        np.multiply(samples, _SCALE, out=out)
     else:
         out[:] = samples
 

@@ -5,20 +5,36 @@
   one answer is stored;
 - a live call on node A and text turns through node B (JSON, then SSE): each is answered inside
   the call (the call's client sees the typed user item and the reply item, the HTTP caller gets
-  the reply, and all are answered from the one history)."""
+  the reply, and all are answered from the one history);
+- a user's live calls count against its quota on both nodes."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import itertools
+import json
 import uuid
+from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from tests.cluster.calls import ASSISTANT_ITEM, USER_ITEM, is_item, open_call
-from tests.cluster.conftest import Cluster, chat, exchange, model_saw, served_by, stored, wait_stored
+from tests.cluster.conftest import (
+    Cluster,
+    Node,
+    auth,
+    chat,
+    exchange,
+    model_saw,
+    served_by,
+    stored,
+    wait_stored,
+)
+from tests.cluster.proxy import NAMES
+from tests.e2e.conftest import STUB_MODEL
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -99,3 +115,44 @@ async def test_text_turn_through_the_other_node_lands_in_the_call(cluster: Clust
             await asyncio.to_thread(wait_stored, client, session, exchange(first, typed, streamed, after))
     finally:
         await call.close()
+
+
+async def test_a_users_calls_count_on_both_nodes(cluster: Cluster) -> None:
+    """Quotas across nodes: a user's live realtime sessions on node A count on node B (each process
+    mirrors its counts to the shared database every second); a refusal is the documented error
+    event and close 1013, and a slot freed on one node is usable on the other."""
+    a, b = (cluster.nodes[name] for name in NAMES)
+    async with httpx.AsyncClient(timeout=30) as http:
+        body = {"name": f"q{uuid.uuid4().hex[:10]}"}
+        r = await http.post(f"{a.root_url}/v1/admin/users", json=body, headers=auth())
+    assert r.status_code == 201, r.text
+    headers = {"authorization": f"Bearer {r.json()['api_key']}"}  # a user: admins are exempt
+
+    def ws_url(node: Node) -> str:
+        return node.root_url.replace("http://", "ws://") + f"/v1/realtime?model={STUB_MODEL}"
+
+    async def open_on(node: Node) -> tuple[Any, dict[str, Any]]:
+        ws = await websockets.connect(ws_url(node), additional_headers=headers)
+        return ws, json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+    held = []
+    for node in (a, a, b, b):  # the shipped share: 4 realtime sessions per user
+        ws, first = await open_on(node)
+        assert first["type"] == "session.created", first
+        held.append(ws)
+    try:
+        await asyncio.sleep(2.5)  # two sync intervals: each node has seen the other's two
+        for node in (a, b):
+            ws, first = await open_on(node)
+            assert first["type"] == "error" and first["error"]["code"] == "RESOURCE_QUOTA_EXCEEDED", first
+            with pytest.raises(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+            assert ws.close_code == 1013
+        await held.pop().close()  # one of node B's ends: node A may take its place
+        await asyncio.sleep(2.5)
+        ws, first = await open_on(a)
+        assert first["type"] == "session.created", first
+        held.append(ws)
+    finally:
+        for ws in held:
+            await ws.close()

@@ -13,14 +13,21 @@ import socket
 import sys
 import time
 import uuid
+import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
+import numpy as np
 import pytest
 
+from tests.e2e.realtime_support import server_speech
 from tests.support.procs import REPO_ROOT, ManagedProcess, free_port, start_process, start_stub_llm, wait_http_ok
+from tests.webrtc.browser import CHROMIUM, Browser
+from tests.webrtc.page import CONVERSATION, RECEIVED_ENERGY, click, start_page_call
+from tests.webrtc.rtc_client import to_48k
 
 ADMIN_KEY = "cozy-workers-bootstrap-admin-key-0123456789"
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
@@ -227,3 +234,64 @@ def test_workers_1_is_one_process_as_before(tmp_path: Path) -> None:
     finally:
         process.stop(grace=30)
         stub.stop()
+
+
+async def test_the_ui_page_is_served_by_one_worker(node: Node, tmp_path: Path) -> None:
+    """/ui under --workers 2: a page signed in through one connection stays signed in on every later
+    connection, whichever worker the kernel hands it to (Gradio's sign-in, queue and call live in
+    one process: the other worker relays to it), a browser that never signed in is asked to on
+    both; and a real call from headless chromium works."""
+    root = node.root
+    signed_in: set[str] = set()
+    for _ in range(40):  # sign in through both workers (the relay once kept the cookie it relayed)
+        async with httpx.AsyncClient(timeout=60) as first:
+            login = await first.post(f"{root}/ui/login", data={"username": "admin", "password": ADMIN_KEY})
+            assert login.status_code == 200, login.text
+            cookies = dict(first.cookies)
+        assert cookies, login.headers
+        signed_in.add(login.headers.get("x-cozy-forwarded-by") or login.headers["x-cozy-worker"])
+        if len(signed_in) == 2:
+            break
+    assert len(signed_in) == 2, f"every sign-in reached one worker ({signed_in}): the check proves nothing"
+    strangers: set[str] = set()
+    for _ in range(40):  # a browser that never signed in is asked to, whichever worker it reaches
+        async with httpx.AsyncClient(timeout=30) as stranger:
+            r = await stranger.get(f"{root}/ui/config")
+        assert r.status_code == 401, ("signed in without a sign-in", r.headers, r.text[:300])
+        strangers.add(r.headers.get("x-cozy-forwarded-by") or r.headers["x-cozy-worker"])
+        if len(strangers) == 2:
+            break
+    assert len(strangers) == 2, f"every connection reached one worker ({strangers}): the check proves nothing"
+    receivers: set[str] = set()
+    for _ in range(40):  # fresh connections: the kernel spreads them over both workers' listeners
+        async with httpx.AsyncClient(timeout=30, cookies=cookies) as fresh:
+            r = await fresh.get(f"{root}/ui/config")
+        assert r.status_code == 200, (r.status_code, r.headers, r.text[:300])
+        receivers.add(r.headers.get("x-cozy-forwarded-by") or r.headers["x-cozy-worker"])
+        assert r.headers["x-cozy-worker"].endswith("-w0")  # answered by the page's worker
+        if len(receivers) == 2:
+            break
+    assert len(receivers) == 2, f"every connection reached one worker ({receivers}): the check proves nothing"
+    async with httpx.AsyncClient(timeout=30) as http:
+        page = await http.get(f"{root}/ui/")
+    assert page.status_code == 200 and "window.gradio_config" in page.text
+    if CHROMIUM is None:
+        pytest.fail("chromium is not installed (apt-get install chromium; .ci/run does)")
+    question = to_48k(server_speech(f"{root}/v1", "What time is it in Paris right now?", ADMIN_KEY))
+    wav = tmp_path / "mic.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(48000)
+        w.writeframes(np.concatenate([np.zeros(96000, np.int16), question, np.zeros(480000, np.int16)]).tobytes())
+    browser = Browser(wav)
+    try:
+        await browser.start()
+        await start_page_call(browser, SimpleNamespace(root_url=root), "Voice Concierge", ADMIN_KEY)  # type: ignore[arg-type]
+        assert await browser.wait_js(RECEIVED_ENERGY + " .then(e => e > 0.05 && e)", 60, every=0.5) > 0.05
+        shown = await browser.wait_js(CONVERSATION + " .then(c => c.assistant.some(t => t.final) && c)", 30)
+        assert any("echo:" in t["text"].lower() for t in shown["assistant"]), shown
+        await click(browser, "Hang up")
+        await browser.wait_js("window.__pcs.every(pc => pc.connectionState === 'closed')", 10)
+    finally:
+        await browser.close()

@@ -18,22 +18,22 @@ from tests.e2e.conftest import ADMIN_KEY, CozyServer
 FRAME = 4800  # 100 ms of PCM16 at 24 kHz
 
 
-@pytest.fixture(scope="session")
-def speech_clip(cozy_server: CozyServer) -> bytes:
-    """PCM16 24 kHz of a spoken question, made by the server's own TTS (bundled piper voice)."""
+def server_speech(base_url: str, text: str, key: str = ADMIN_KEY) -> bytes:
+    """PCM16 24 kHz mono of `text`, spoken by the server's bundled piper voice (`base_url`: .../v1)."""
     r = httpx.post(
-        f"{cozy_server.base_url}/audio/speech",
-        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-        json={
-            "model": "tts-1",
-            "input": "What time is it in Paris right now?",
-            "voice": "alloy",
-            "response_format": "pcm",
-        },
+        f"{base_url}/audio/speech",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "tts-1", "input": text, "voice": "alloy", "response_format": "pcm"},
         timeout=60,
     )
     assert r.status_code == 200, r.text
     return r.content
+
+
+@pytest.fixture(scope="session")
+def speech_clip(cozy_server: CozyServer) -> bytes:
+    """PCM16 24 kHz of a spoken question, made by the server's own TTS (bundled piper voice)."""
+    return server_speech(cozy_server.base_url, "What time is it in Paris right now?")
 
 
 @pytest.fixture()

@@ -27,15 +27,17 @@ from cozy_actors.conversation.chat import ChatRequest
 from cozy_actors.placement import OwnedElsewhere, Owner
 from cozy_core.errors import CozyError
 from cozy_http.errors import handle_cozy_error, handle_http_exception, handle_unexpected
-from cozy_http.forward import FORWARDED_HEADER, Forwarder
+from cozy_http.forward import FORWARDED_HEADER, SIGNATURE_HEADER, Forwarder, forward_signature
 from cozy_http.middleware import RequestContextMiddleware
 from cozy_http.routes import chat
+from tests.e2e.accounts import make_user
 from tests.e2e.conftest import ADMIN_KEY, STUB_MODEL, CozyServer, new_session_id, sse_events, start_cozy_server
 from tests.support.procs import free_port, start_stub_llm
 
 pytestmark = pytest.mark.timeout(120)
 
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+SECRET = "e2e-jwt-secret-not-for-production"  # the JWT_SECRET_KEY tests.e2e.conftest gives servers
 LIGHT = {  # the owner answers chat only: no speech models to load
     "COZY_STT_ENABLED": "false",
     "COZY_TTS_ENABLED": "false",
@@ -59,7 +61,7 @@ class OwnedByOther:
 class Worker:
     """A real uvicorn server running the chat route of a worker that does not own the session."""
 
-    def __init__(self, worker_id: str) -> None:
+    def __init__(self, worker_id: str, secret: str | None = None) -> None:
         self.worker_id = worker_id
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -74,7 +76,7 @@ class Worker:
             },
         )
         app.state.services = SimpleNamespace(chat=self.chat, worker_id=worker_id)
-        app.state.forwarder = self.forwarder = Forwarder(worker_id, retry_after_s=2)
+        app.state.forwarder = self.forwarder = Forwarder(worker_id, secret=secret, retry_after_s=2)
         self.server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning")
         )
@@ -213,3 +215,26 @@ async def test_owner_unreachable_is_503_with_retry_after(worker: Worker) -> None
     assert r.json()["error"]["code"] == "RESOURCE_BUSY"
     assert "worker-gone" in r.json()["error"]["message"] and "did not answer" in r.json()["error"]["message"]
     assert r.headers["retry-after"] == "2"
+
+
+async def test_a_signed_forward_is_not_charged_twice(owner: CozyServer) -> None:
+    """The receiving worker charged the caller's rate limit already: the owner skips it for a request
+    signed with the deployment's secret, and charges a bare or forged forwarding header as usual."""
+    _, key = make_user(owner, rate_limit_rpm=1, rate_limit_burst=2)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with Worker("worker-signed", secret=SECRET) as w:
+        w.owned_by("worker-b", owner.root_url)
+        async with httpx.AsyncClient(base_url=w.url, headers=headers, timeout=30) as http:
+            for i in range(4):  # twice the burst, all forwarded: none charged at the owner
+                r = await http.post("/v1/chat/completions", json=body(new_session_id(), f"n{i}", stream=False))
+                assert r.status_code == 200, (i, r.text)
+    path, url = "/v1/chat/completions", f"{owner.root_url}/v1/chat/completions"
+    stale = forward_signature(SECRET, "worker-x", "POST", path, time.time() - 120)
+    forged = forward_signature("not-the-secret", "worker-x", "POST", path)
+    codes = []
+    async with httpx.AsyncClient(headers=headers, timeout=30) as http:
+        for sig in (None, forged, stale):
+            extra = {FORWARDED_HEADER: "worker-x", **({SIGNATURE_HEADER: sig} if sig else {})}
+            r = await http.post(url, json=body(new_session_id(), "direct", stream=False), headers=extra)
+            codes.append(r.status_code)
+    assert codes == [200, 200, 429], codes  # the burst of 2, then refused: each one was charged

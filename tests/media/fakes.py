@@ -23,7 +23,9 @@ class FakeSTT(STTEngine):
         self.delay = delay
         self.calls: list[tuple[int, bool]] = []
 
-    async def transcribe(self, audio, *, language=None, prompt=None, word_timestamps=False, text_only=False):  # type: ignore[no-untyped-def]
+    async def transcribe(  # type: ignore[no-untyped-def]
+        self, audio, *, language=None, prompt=None, word_timestamps=False, text_only=False, draft=False
+    ):
         self.calls.append((len(audio), text_only))
         if self.delay:
             await asyncio.sleep(self.delay)

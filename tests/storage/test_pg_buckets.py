@@ -47,3 +47,40 @@ async def test_expired_buckets_are_purged(db: Database) -> None:
     await buckets._purge
     keys = [r["key"] for r in await db.fetch("t", "SELECT key FROM rate_buckets")]
     assert keys == ["key:new"]
+
+
+async def test_a_busy_key_takes_batches_and_the_budget_stays_one(db: Database) -> None:
+    # 200 tokens, next to nothing refills during the test: two workers hand out 200 between them,
+    # each taking batches (up to 10% of the burst) instead of one statement per request.
+    def busy() -> RateLimiter:
+        return RateLimiter(requests_per_minute=0.01, burst=200, shared=PgBuckets(db, lease_s=0.3))
+
+    a, b = busy(), busy()
+    allowed = sum([(await (a if i % 2 else b).check("key:busy")).allowed for i in range(200)])
+    statements = a.shared.statements + b.shared.statements  # type: ignore[union-attr]
+    assert 150 <= allowed <= 200  # the rest is held in the leases, unspent
+    assert statements <= 40, statements  # 1 a request without the leases
+    await asyncio.sleep(0.7)  # both leases ended: their unspent tokens went back (b's by the sweep)
+    assert not a.shared._leases and not b.shared._leases  # type: ignore[union-attr]
+    for i in range(100):
+        allowed += (await (a if i % 2 else b).check("key:busy")).allowed
+    assert allowed == 200  # every token spent once, none twice
+    refused = await a.check("key:busy")
+    assert not refused.allowed and refused.retry_after_s > 1000  # about 1 / rate
+
+
+async def test_a_small_budget_is_never_batched(db: Database) -> None:
+    buckets = PgBuckets(db)
+    lim = RateLimiter(requests_per_minute=60, burst=10, shared=buckets)
+    assert [(await lim.check("key:small")).allowed for _ in range(11)] == [True] * 10 + [False]
+    assert buckets.statements == 11 and not buckets._leases  # burst 10 x 10% < 2: every check asks
+
+
+async def test_concurrent_requests_wait_for_one_statement(db: Database) -> None:
+    # 150 requests at once on a burst of 100: the batches serve them, one statement at a time,
+    # and exactly the budget is allowed (the refused ones share the statement that found it empty).
+    buckets = PgBuckets(db)
+    lim = RateLimiter(requests_per_minute=0.01, burst=100, shared=buckets)
+    decisions = await asyncio.gather(*(lim.check("key:herd") for _ in range(150)))
+    assert sum(d.allowed for d in decisions) == 100
+    assert buckets.statements <= 20, buckets.statements  # 150 without the leases

@@ -66,3 +66,18 @@ def test_session_config_refuses_unknown_and_mistyped_fields_by_name() -> None:
             SessionConfig().merged(update)
         assert info.value.param == param
     assert SessionConfig().merged({"tracing": "auto", "max_output_tokens": 5}).max_output_tokens == 5
+
+
+def test_session_echo_keeps_to_what_framework_clients_model() -> None:
+    """Pipecat 1.14 rebuilds the echoed transcription with an __init__ taking model/language/prompt
+    only (any other key killed its session); its default model name is accepted as the bundled STT."""
+    update = {"audio": {"input": {"transcription": {"model": "gpt-realtime-whisper", "delay": None}}}}
+    wire = SessionConfig().merged(update).wire("sess_1")
+    assert wire["audio"]["input"]["transcription"] == {
+        "model": "gpt-realtime-whisper",
+        "language": None,
+        "prompt": None,
+    }
+    with pytest.raises(RealtimeError) as err:
+        SessionConfig().merged({"audio": {"input": {"transcription": {"delay": "low"}}}})
+    assert err.value.param == "session.audio.input.transcription.delay"

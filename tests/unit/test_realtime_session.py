@@ -117,7 +117,13 @@ async def test_text_response_event_order_and_history() -> None:
         "response.done",
     ]
     assert done["response"]["status"] == "completed"
-    assert done["response"]["usage"] == {"total_tokens": 9, "input_tokens": 7, "output_tokens": 2}
+    usage = done["response"]["usage"]
+    assert {k: usage[k] for k in ("total_tokens", "input_tokens", "output_tokens")} == {
+        "total_tokens": 9,
+        "input_tokens": 7,
+        "output_tokens": 2,
+    }
+    assert usage["input_token_details"]["text_tokens"] == 7 and usage["output_token_details"]["audio_tokens"] == 0
     assert done["response"]["output"][0]["content"] == [{"type": "output_text", "text": "Hello"}]
     assert client.of("response.output_text.done")[0]["text"] == "Hello"
     await asyncio.sleep(0.05)

@@ -72,6 +72,7 @@ class Browser:
         self.ws = await websockets.connect(url, max_size=None)
         await self.send("Page.enable")
         await self.send("Runtime.enable")
+        await self.send("Network.enable")  # loadingFailed events, for a diagnosis
         await self.send("Page.addScriptToEvaluateOnNewDocument", source=TRACK_PEERS)
 
     async def send(self, method: str, **params: Any) -> dict[str, Any]:
@@ -103,8 +104,27 @@ class Browser:
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise TimeoutError(f"page never satisfied: {expression}")
+                raise TimeoutError(f"page never satisfied: {expression}\n{await self.diagnosis()}")
             await asyncio.sleep(every)
+
+    async def diagnosis(self) -> str:
+        """What the page shows and what went wrong in it (for a failed wait)."""
+        try:
+            shown = await self.js("location.href + ' | ' + document.body.innerText.slice(0, 400)")
+        except (RuntimeError, websockets.WebSocketException) as exc:
+            shown = f"(no page: {exc})"
+        thrown = [
+            e["params"]["exceptionDetails"].get("exception", {}).get("description", e["params"]["exceptionDetails"])
+            for e in self.events
+            if e.get("method") == "Runtime.exceptionThrown"
+        ]
+        failed = [
+            (e["params"].get("errorText"), e["params"].get("requestId"))
+            for e in self.events
+            if e.get("method") == "Network.loadingFailed"
+        ]
+        console = self.console()[-10:]
+        return f"page: {shown}\nconsole: {console}\nexceptions: {thrown[-5:]}\nfailed loads: {failed[-10:]}"
 
     def console(self) -> list[str]:
         out = []

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
 import numpy as np
 import pytest
 
-from tests.e2e.conftest import ADMIN_KEY, CozyServer, start_cozy_server
+from tests.e2e.conftest import CozyServer, start_cozy_server
+from tests.e2e.realtime_support import server_speech
 from tests.support.procs import StubLLMServer, wait_http_ok
 from tests.webrtc.rtc_client import to_48k
 
@@ -32,14 +32,7 @@ def rtc_server(stub_llm: StubLLMServer) -> Iterator[CozyServer]:
 
 def speak(server: CozyServer, text: str) -> np.ndarray:
     """`text` spoken by the server's bundled voice, as int16 48 kHz (what a browser microphone sends)."""
-    r = httpx.post(
-        f"{server.base_url}/audio/speech",
-        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-        json={"model": "tts-1", "input": text, "voice": "alloy", "response_format": "pcm"},
-        timeout=60,
-    )
-    assert r.status_code == 200, r.text
-    return to_48k(r.content)
+    return to_48k(server_speech(server.base_url, text))
 
 
 @pytest.fixture(scope="package")

@@ -47,6 +47,12 @@ class Microphone(MediaStreamTrack):
         self._loud_left = 0  # samples until the clip's last loud sample
         self._lead_left = -1  # samples until the clip's first loud sample
         self.done = asyncio.Event()
+        self.echo_gain = 0.0  # a speakerphone: the speaker's output comes back at this gain (see `hear`)
+        self._echo = np.zeros(0, dtype=np.float32)
+
+    def hear(self, played: np.ndarray) -> None:
+        """Speaker output (48 kHz mono), fed back into this microphone after what is queued."""
+        self._echo = np.concatenate([self._echo, played.astype(np.float32) * self.echo_gain])
 
     def say(self, pcm48: np.ndarray) -> None:
         loud = np.flatnonzero(np.abs(pcm48.astype(np.int32)) > SPEECH_LEVEL)
@@ -79,6 +85,11 @@ class Microphone(MediaStreamTrack):
                 self.done.set()
         samples = np.zeros(FRAME, dtype=np.int16)
         samples[: len(chunk)] = chunk
+        if self.echo_gain:
+            echo, self._echo = self._echo[:FRAME], self._echo[FRAME:]
+            mixed = samples.astype(np.float32)
+            mixed[: len(echo)] += echo
+            samples = np.clip(mixed, -32768, 32767).astype(np.int16)
         frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = RATE
         frame.pts = self._sent
@@ -94,6 +105,7 @@ class Speaker:
         self.frames: list[tuple[float, float]] = []  # (wall time, rms)
         self.changed = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.listener: Any = None  # called with each frame's samples (48 kHz mono int16)
 
     def start(self, track: MediaStreamTrack) -> None:
         self.task = asyncio.create_task(self._run(track))
@@ -103,6 +115,8 @@ class Speaker:
             while True:
                 frame = await track.recv()
                 data = frame.to_ndarray().astype(np.float32)
+                if self.listener is not None:
+                    self.listener(data.reshape(-1, len(frame.layout.channels))[:, 0])
                 self.frames.append((time.time(), float(np.sqrt(np.mean(data * data)))))
                 self.changed.set()
 
@@ -133,7 +147,9 @@ class Speaker:
 class Call:
     """One WebRTC call to `POST {root}{path}/webrtc/offer`."""
 
-    def __init__(self, root: str, key: str | None, path: str = "/v1/rtc", **query: str) -> None:
+    def __init__(
+        self, root: str, key: str | None, path: str = "/v1/rtc", *, echo_db: float | None = None, **query: str
+    ) -> None:
         self.url = f"{root}{path}/webrtc/offer"
         self.headers = {"authorization": f"Bearer {key}"} if key else {}
         self.query = query
@@ -141,6 +157,10 @@ class Call:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # host candidates only, no STUN
         self.mic = Microphone()
         self.speaker = Speaker()
+        if echo_db is not None:  # a speakerphone: the reply comes back into the microphone, 60 ms late
+            self.mic.echo_gain = 10 ** (echo_db / 20)
+            self.mic.hear(np.zeros(int(0.060 * RATE), dtype=np.int16))
+            self.speaker.listener = self.mic.hear
         self.messages: list[Any] = []
         self.channel = self.pc.createDataChannel("text")
         self.message_times: list[float] = []

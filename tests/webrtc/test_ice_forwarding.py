@@ -1,5 +1,7 @@
 """Trickled ICE candidates reach the worker holding the peer connection (issue 11 item 3): two real
-`cozy serve` nodes on one PostgreSQL; the call's offer goes to B, a candidate for it to A."""
+`cozy serve` nodes on one PostgreSQL; the call's offer goes to B, a candidate for it to A. And
+OpenAI's flow across nodes (issue 12): an ephemeral key made on A starts a call on B; a hang-up
+sent to A is forwarded to B; a sideband WebSocket on A is relayed to B."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from tests.e2e.conftest import ADMIN_KEY, CozyServer, start_cozy_server
 from tests.support.pg import create_database, drop_database
 from tests.support.procs import StubLLMServer, wait_http_ok
 from tests.webrtc.rtc_client import Call
+from tests.webrtc.test_openai_webrtc import OpenAICallClient, sdk
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -71,3 +74,33 @@ async def test_candidate_sent_to_another_node_reaches_the_call(nodes: tuple[Cozy
             break
         await asyncio.sleep(0.1)
     assert r.json() == {"status": "failed", "meta": {"error": "unknown_connection"}}, r.text
+
+
+async def test_openai_call_across_nodes(nodes: tuple[CozyServer, CozyServer]) -> None:
+    a, b = nodes
+    on_a = sdk(a, ADMIN_KEY)
+    secret = await on_a.realtime.client_secrets.create(session={"type": "realtime", "instructions": "Hi."})
+    browser = OpenAICallClient()
+    try:
+        r = await browser.start(b, secret.value)  # the key is in the shared database
+        assert r.status_code == 201, r.text
+        await browser.connected()
+        (created,) = await browser.wait("session.created", timeout=20)
+        assert created["session"]["instructions"] == "Hi."
+        call_id = browser.call_id or ""
+        async with on_a.realtime.connect(call_id=call_id) as conn:  # relayed to B, frames both ways
+            await conn.send({"type": "session.update", "session": {"type": "realtime", "instructions": "Bye."}})
+            async with asyncio.timeout(20):
+                while (event := await conn.recv()).type != "session.updated":
+                    assert event.type != "error", event
+            assert event.session.instructions == "Bye."
+            (seen,) = await browser.wait("session.updated", timeout=20)  # it acted on B's call
+            assert seen["session"]["instructions"] == "Bye."
+        assert browser.channel.readyState == "open"  # the sideband closing leaves the call alone
+        raw = await on_a.realtime.calls.with_raw_response.hangup(call_id)  # forwarded to B
+        assert raw.status_code == 200 and "x-cozy-forwarded-by" in raw.headers
+        async with asyncio.timeout(10):
+            while browser.channel.readyState == "open":  # noqa: ASYNC110 - aiortc has no awaitable state
+                await asyncio.sleep(0.1)
+    finally:
+        await browser.close()
