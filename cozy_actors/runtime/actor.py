@@ -12,16 +12,16 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from cozy_actors.observability.metrics import ACTOR_RESTARTS, ACTOR_STOPS, LIVE_ACTORS, labelled
 from cozy_actors.runtime.mailbox import Mailbox, MailboxClosed, MailboxFull
+from cozy_actors.runtime.stops import ActorCrashed, ActorStopped, AskTimeout, StopReason
 
 if TYPE_CHECKING:
     from cozy_actors.runtime.supervisor import SupervisorPolicy
 
-__all__ = ["Actor", "ActorCrashed", "ActorRef", "ActorStopped", "AskTimeout", "StopReason"]
+__all__ = ["Actor", "ActorRef"]
 
 log = logging.getLogger("cozy.runtime")
 
@@ -29,34 +29,6 @@ log = logging.getLogger("cozy.runtime")
 _NEW, _STARTING, _WAITING, _HANDLING, _STOPPING, _STOPPED = range(6)
 
 _Envelope = tuple[Any, "asyncio.Future[Any] | None"]
-
-
-class StopReason(str, Enum):  # noqa: UP042 - str+Enum is the documented API shape
-    """Why an actor stopped; exported as the ``reason`` label of ACTOR_STOPS."""
-
-    NORMAL = "normal"
-    MAX_DURATION = "max_duration"
-    IDLE_TIMEOUT = "idle_timeout"
-    SHUTDOWN = "shutdown"
-    CRASHED = "crashed"  # restart budget spent
-    REVOKED = "revoked"  # its owner's key was revoked or the user disabled
-    DELETED = "deleted"  # the stored session it writes to was deleted
-    TAKEN_OVER = "taken_over"  # another actor took its id (a call took over the conversation)
-
-
-class AskTimeout(asyncio.TimeoutError):
-    """ask() timed out; the message may still be handled later, the caller just stops waiting."""
-
-
-class ActorCrashed(RuntimeError):
-    """The handler raised while processing your ask; the original exception is ``__cause__``."""
-
-
-class ActorStopped(MailboxClosed, RuntimeError):
-    """The actor is stopping or stopped: tell/ask refused, or a queued ask will never be answered.
-
-    It subclasses MailboxClosed so callers can catch either name.
-    """
 
 
 def _fail(fut: asyncio.Future[Any] | None, exc: BaseException) -> None:

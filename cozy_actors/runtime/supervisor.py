@@ -17,10 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from cozy_actors.runtime.actor import _WAITING, Actor, ActorRef, StopReason
+from cozy_actors.runtime.actor import _WAITING, Actor, ActorRef
 from cozy_actors.runtime.directory import Directory
 from cozy_actors.runtime.loadmon import LoopLagMonitor
 from cozy_actors.runtime.mailbox import OverflowPolicy
+from cozy_actors.runtime.stops import StopReason
 
 __all__ = ["Supervisor", "SupervisorFull", "SupervisorPolicy"]
 
