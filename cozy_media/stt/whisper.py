@@ -32,7 +32,7 @@ from ..packs import converter, pack_model_dir
 from ..workers import get_pool
 from .base import SAMPLE_RATE, Segment, STTEngine, Transcript, Word
 from .hallucination import HallucinationFilter, HallucinationOptions
-from .whisper_short import ShortFormDecoder
+from .whisper_short import ShortFormDecoder, cut_loop
 
 _models: dict[tuple[Any, ...], tuple[Any, ShortFormDecoder]] = {}
 _models_lock = threading.Lock()
@@ -79,7 +79,14 @@ def _load(key: tuple[Any, ...]) -> tuple[Any, ShortFormDecoder]:
 
 
 def _segment(i: int, s: Any) -> Segment:
-    """faster-whisper's segment as plain Python values (its numbers may be numpy scalars)."""
+    """faster-whisper's segment as plain Python values (its numbers may be numpy scalars), its text
+    cut where it started to loop and without the half character a length cap can leave. The
+    compression ratio stays the loop's: a long loop is how Whisper hallucinates on noise
+    ("I'm going to go ahead and ..." over and over), and the hallucination filter judges it."""
+    text = str(s.text).replace("\ufffd", "")
+    cut_text, cut = cut_loop(text)
+    if cut is not None and cut > 1:
+        text = " " + cut_text
     words = tuple(
         Word(str(w.word), round(float(w.start), 3), round(float(w.end), 3), round(float(w.probability), 4))
         for w in s.words or ()
@@ -88,7 +95,7 @@ def _segment(i: int, s: Any) -> Segment:
         id=i,
         start=round(float(s.start), 3),
         end=round(float(s.end), 3),
-        text=str(s.text),
+        text=text,
         avg_logprob=float(s.avg_logprob),
         no_speech_prob=float(s.no_speech_prob),
         compression_ratio=float(s.compression_ratio),

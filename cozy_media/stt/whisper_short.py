@@ -6,8 +6,10 @@ encoder inputs; with the utterance zero-padded to at least 10 s the transcripts 
 decode on our test sentences (WER 0.01 both) at about a fifth of the cost. Shorter contexts
 (6 s or less) made the model loop, so the context never goes below 10 s. When it loops anyway
 (typically on audio cut right at the end of speech, as a speculative final is), the repetition is
-cut off at its first occurrence; a decode that runs to its length cap with no recognizable loop is
-redone with the full 30 s context.
+cut off at its first occurrence in English; in the multilingual model's other languages, which loop
+in the reduced context far more often (Mandarin), the decode is redone with the full 30 s context,
+as is one that runs to its length cap with no recognizable loop. Loops are found per word, and per
+character in scripts written without spaces.
 
 Text only (no timestamps): this serves streaming partials and finals, where speed matters and
 segment times do not. Uploads go through faster-whisper's own `transcribe`.
@@ -16,6 +18,7 @@ segment times do not. Uploads go through faster-whisper's own `transcribe`.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -33,8 +36,14 @@ def context_seconds(duration_s: float) -> int:
     return int(min(MAX_CONTEXT_S, max(MIN_CONTEXT_S, math.ceil(duration_s + 2.0))))
 
 
+# Scripts written without spaces: each character is a unit of the loop rule (a CJK "word" of one
+# run of characters would hide "谢谢谢谢谢谢..." from it).
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_UNIT = re.compile(f"[{_CJK}]|[^\\s{_CJK}]+")
+
+
 def _norm(word: str) -> str:
-    return word.lower().strip(".,!?;:\"'")
+    return word.lower().strip(".,!?;:\"'，。！？、")
 
 
 def loop_start(words: list[str]) -> int | None:
@@ -56,6 +65,16 @@ def loop_start(words: list[str]) -> int | None:
 
 def has_loop(words: list[str]) -> bool:
     return loop_start(words) is not None
+
+
+def cut_loop(text: str) -> tuple[str, int | None]:
+    """(the text before its repetition loop, how many units that kept; None when it did not loop).
+    Units are words, and single characters of scripts written without spaces."""
+    spans = list(_UNIT.finditer(text))
+    cut = loop_start([m.group() for m in spans])
+    if cut is None:
+        return text, None
+    return text[: spans[cut - 1].end()].strip(), cut
 
 
 class ShortFormDecoder:
@@ -117,15 +136,16 @@ class ShortFormDecoder:
             suppress_tokens=self.suppress,
         )[0]
         ids = [t for t in result.sequences_ids[0] if t < tok.eot]
-        text = tok.decode(ids).strip()
-        words = text.split()
-        cut = loop_start(words)
+        whole = tok.decode(ids).replace("\ufffd", "").strip()  # a character cut mid-byte at the cap
+        text, cut = cut_loop(whole)
+        if cut is not None and language != "en":
+            # Whisper's other languages loop in the reduced context where the 30 s one often does
+            # not (Mandarin on the zh pack: "谢谢谢谢..." here, "谢谢你个朋友,再见" there).
+            return None
         # A decode that loops from its first word ("ahh ahh ahh ...", on humming) holds no speech:
         # its compression ratio is the loop's, for the hallucination filter to judge.
-        ratio = compression_ratio(text) if cut is not None and cut <= 1 else 0.0
-        if cut is not None:
-            text = " ".join(words[:cut])  # the words before the loop are the transcript
-        elif len(tokens) + len(ids) >= cap - 1:
+        ratio = compression_ratio(whole) if cut is not None and cut <= 1 else 0.0
+        if cut is None and len(tokens) + len(ids) >= cap - 1:
             return None  # ran to the cap without a recognizable loop: decode with the full context
         avg_logprob = result.scores[0] * len(ids) / (len(ids) + 1) if ids else -10.0
         no_speech = float(result.no_speech_prob)  # the caller's hallucination filter judges these

@@ -28,8 +28,9 @@ from .test_speech_service import copy_config
 from .zh_support import require_zh_pack
 
 pytestmark = pytest.mark.timeout(240)
-# Measured 0.65 on the live (streaming) decode of these 8 sentences; the English default model
-# scores about 1.0 on them (no Han characters at all), so the bound tells a working pack from none.
+# Measured 0.61-0.65 on the live (streaming) decode of these 8 sentences (0.775 on one machine before
+# loops were found per character); the English default model scores about 1.0 on them (no Han
+# characters at all), so the bound tells a working pack from none.
 MAX_CER = 0.75
 
 
@@ -56,8 +57,9 @@ async def test_mandarin_round_trip_is_simplified_within_cer(speech: SpeechServic
         edits, total = edits + e, total + n
     # The hallucination filter applies Whisper's own no-speech rule (no-speech > 0.6 with log-prob
     # < -1): base decodes espeak's robotic "你好，很高兴认识你。" at no-speech 0.87, so that one may come
-    # back empty (it counts as all edits in the CER).
-    assert heard >= len(SENTENCES) - 1, heard
+    # back empty; and "今天天气很好，…" loops from its first character in both contexts ("骗骗骗…"),
+    # which the compression-ratio rule drops. Empty counts as all edits in the CER.
+    assert heard >= len(SENTENCES) - 2, heard
     assert edits / total <= MAX_CER, edits / total
 
 

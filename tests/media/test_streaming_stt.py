@@ -17,7 +17,7 @@ from cozy_media.stt.session import (
     UtteranceStopped,
 )
 from cozy_media.stt.streaming import StreamingTranscriber
-from cozy_media.stt.whisper_short import context_seconds, has_loop, loop_start
+from cozy_media.stt.whisper_short import context_seconds, cut_loop, has_loop, loop_start
 from cozy_media.vad import StreamingVAD, VadParams, load_silero
 
 from .conftest import Clip
@@ -93,6 +93,15 @@ def test_short_form_guards() -> None:
     looped = "Turn off the lights. Turn off the lights. Turn off".split()
     assert loop_start(looped) == 4  # the transcript is the words before the repetition
     assert loop_start("Hello? Hello? Hello? Hello?".split()) == 1
+
+
+def test_loops_are_found_per_character_where_words_have_no_spaces() -> None:
+    assert cut_loop("谢谢你个朋友,再见") == ("谢谢你个朋友,再见", None)  # 谢谢 twice is a word
+    assert cut_loop("鞋鞋鞋鞋鞋鞋鞋鞋鞋") == ("鞋", 1)
+    assert cut_loop("千万夫妮妮妮妮妮妮") == ("千万夫妮", 4)
+    assert cut_loop("我想预订会议室我想预订会议室我想") == ("我想预订会议室", 7)
+    assert cut_loop("Turn off the lights. Turn off the lights. Turn off") == ("Turn off the lights.", 4)
+    assert cut_loop("please remind me") == ("please remind me", None)
 
 
 async def collect(session: TranscriptionSession) -> list:
