@@ -131,6 +131,7 @@ class _Heard:
     speaking: bool = True  # no speech_stopped yet
     paused: bool = True  # False: heard over a reply that echoed before; it plays on until real words
     played_from: float = 0.0  # the reply's played position at the barge-in
+    real_hypotheses: int = 0  # consecutive partial hypotheses with real words (echoing replies)
 
     def echo_of(self) -> str:
         """The reply's words played while this was heard: what its echo can be."""
@@ -172,13 +173,24 @@ class PauseThenDecide:
             self._arm()
         return True
 
-    def partial(self, utterance: int, stable: str) -> None:
+    def partial(self, utterance: int, stable: str, hypothesis: str = "") -> None:
+        """A partial transcript: real stable words cut the reply. One that plays on over its own
+        echo is also judged on the latest hypothesis: there the user's words come in the unstable
+        tail, after the echo's, and stable words may not grow for seconds."""
         heard = self._open.get(utterance)
-        if heard is None or not stable:
+        if heard is None:
             return
-        heard.words = True
-        if self.judge().verdict(stable, reply=heard.echo_of()) == "real":
+        heard.words = heard.words or bool(stable)
+        judge, echo = self.judge(), heard.echo_of()
+        if stable and judge.verdict(stable, reply=echo) == "real":
             self._interrupt(heard.run, stable)
+        elif not heard.paused and hypothesis:
+            # Two hypotheses in a row with real words: one alone may be an echo misheard ("Go
+            # here's a fair." for "Here is a fairly..."), the user's words stay in the next one.
+            real = judge.verdict(hypothesis, reply=echo) == "real"
+            heard.real_hypotheses = heard.real_hypotheses + 1 if real else 0
+            if heard.real_hypotheses >= 2:
+                self._interrupt(heard.run, hypothesis)
 
     def stopped(self, utterance: int, end_ms: float) -> None:
         """VAD end of speech: a burst shorter than min_speech_ms with no words resumes now."""

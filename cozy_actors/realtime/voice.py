@@ -207,7 +207,7 @@ class VoiceTurns:
             return
         sent = self._stable.get(item_id, "")
         stable = ev.partial.stable
-        self.barge.partial(ev.utterance, stable)
+        self.barge.partial(ev.utterance, stable, ev.partial.text)
         if self.transcribing and len(stable) > len(sent) and stable.startswith(sent):
             self._stable[item_id] = stable
             self.s.emit(

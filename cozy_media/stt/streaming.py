@@ -119,7 +119,8 @@ class StreamingTranscriber:
         return (self._n - self._last_decode_at) * 1000.0 / SAMPLE_RATE >= interval
 
     async def decode_partial(self) -> PartialTranscript | None:
-        """Re-decode the utterance so far; returns a partial when the stable text grew, else None."""
+        """Re-decode the utterance so far; returns a partial when the stable text grew or the
+        latest hypothesis changed (its `unstable` words), else None. `stable` never shrinks."""
         generation, n = self._generation, self._n
         self._decoding = True
         self._last_decode_at = n
@@ -137,12 +138,19 @@ class StreamingTranscriber:
             return None  # the utterance ended meanwhile: its final supersedes this
         words = result.text.split()
         agreed = _common_prefix(self._prev_words, words)
+        changed = [_norm(w) for w in words] != [_norm(w) for w in self._prev_words]
         self._prev_words = words
-        grew = agreed > len(self._stable) and _common_prefix(self._stable, words) == len(self._stable)
-        if grew:
-            self._stable = words[:agreed]
-        if not grew:
-            return None
+        k = len(self._stable)
+        if agreed <= k:
+            if not changed or len(words) <= k:
+                return None
+            # Only the hypothesis moved: its words after the published ones, as `unstable`.
+            return PartialTranscript(" ".join(self._stable), " ".join(words[k:]), n * 1000.0 / SAMPLE_RATE)
+        # The two latest decodes agree beyond what is published. They normally agree with it too;
+        # when they rewrote its first words (speech over an echo makes Whisper's start flip:
+        # "Cool." then "Here's a fairly long answer. What time..."), the published words stand and
+        # the agreed words after them are added, else partials would stop for the whole utterance.
+        self._stable = self._stable + words[k:agreed]
         return PartialTranscript(" ".join(self._stable), " ".join(words[agreed:]), n * 1000.0 / SAMPLE_RATE)
 
     @property

@@ -98,7 +98,11 @@ async def _reply_over_speakerphone(
 
 async def test_echo_of_the_reply_does_not_interrupt_it(rt_client: openai.AsyncOpenAI) -> None:  # noqa: F811
     ev, done = await _reply_over_speakerphone(rt_client, "on")
-    assert done.response.status == "completed", done.response.status_details
+    t0 = ev.items[0][0]
+    trace = [
+        (round(t - t0, 2), e.type) for t, e in ev.items if e.type.startswith(("input_audio_buffer.", "response.d"))
+    ]
+    assert done.response.status == "completed", "\n".join(map(str, trace))
     assert not ev.of("input_audio_buffer.speech_started")
     assert ev.of("response.output_audio.delta")
 
@@ -126,11 +130,11 @@ async def test_pause_mode_tells_the_echo_by_its_words(rt_client: openai.AsyncOpe
     ev, done = await _reply_over_speakerphone(rt_client, "off", interruption="pause")
     assert ev.of("input_audio_buffer.speech_started")  # the echo was heard
     heard = [
-        (e.type, getattr(e, "transcript", None), getattr(e, "reason", None))
+        (e.type, getattr(e, "transcript", getattr(e, "delta", None)), getattr(e, "reason", None))
         for _, e in ev.items
-        if e.type.startswith("cozy.") or e.type.endswith("transcription.completed")
+        if e.type.startswith("cozy.") or e.type.endswith(("transcription.completed", "transcription.delta"))
     ]
-    assert done.response.status == "completed", heard
+    assert done.response.status == "completed", "\n".join(map(str, heard))
     resumed = [e for _, e in ev.items if e.type == "cozy.response.resumed"]
     assert resumed and {e.reason for e in resumed} <= {"echo", "noise", "no_words"}, resumed  # type: ignore[attr-defined]
     assert not [e for _, e in ev.items if e.type == "cozy.response.interrupted"]
@@ -142,8 +146,20 @@ async def test_pause_mode_real_speech_over_the_echo_still_interrupts(
 ) -> None:
     voice = np.frombuffer(speech_clip, dtype="<i2").astype(np.float64)
     ev, done = await _reply_over_speakerphone(rt_client, "off", voice, interruption="pause")
-    assert done.response.status == "cancelled", done.response.status_details
-    assert [e for _, e in ev.items if e.type == "cozy.response.interrupted"]
+    heard = [
+        (
+            round(t - ev.items[0][0], 2),
+            e.type,
+            getattr(e, "transcript", getattr(e, "delta", None)),
+            getattr(e, "reason", 0),
+        )
+        for t, e in ev.items
+        if e.type.startswith(("cozy.", "input_audio_buffer.speech", "response.done"))
+        or e.type.endswith(("transcription.completed", "transcription.delta"))
+    ]
+    trace = "\n".join(map(str, heard))
+    assert done.response.status == "cancelled", trace
+    assert [e for _, e in ev.items if e.type == "cozy.response.interrupted"], trace
 
 
 async def test_a_bad_echo_cancellation_value_is_refused(rt_client: openai.AsyncOpenAI) -> None:  # noqa: F811

@@ -39,7 +39,8 @@ async def test_partials_only_grow_and_never_show_a_garbled_word() -> None:
                 published.append(p.stable)
     assert published, "no partial"
     for before, after in itertools.pairwise(published):
-        assert after.startswith(before) and len(after) > len(before)
+        assert after.startswith(before)  # a partial may only move its unstable words; stable grows
+    assert len(set(published)) > 1
     assert all("~" not in p for p in published)
     assert TEXT.startswith(published[-1])
     final = await t.finalize()
