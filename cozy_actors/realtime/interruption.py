@@ -178,7 +178,7 @@ class PauseThenDecide:
         echo is also judged on the latest hypothesis: there the user's words come in the unstable
         tail, after the echo's, and stable words may not grow for seconds."""
         heard = self._open.get(utterance)
-        if heard is None:
+        if heard is None or not (stable or (hypothesis and not heard.paused)):
             return
         heard.words = heard.words or bool(stable)
         judge, echo = self.judge(), heard.echo_of()

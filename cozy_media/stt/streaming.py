@@ -138,11 +138,11 @@ class StreamingTranscriber:
             return None  # the utterance ended meanwhile: its final supersedes this
         words = result.text.split()
         agreed = _common_prefix(self._prev_words, words)
-        changed = [_norm(w) for w in words] != [_norm(w) for w in self._prev_words]
+        same = agreed == len(words) == len(self._prev_words)  # the hypothesis did not move
         self._prev_words = words
         k = len(self._stable)
         if agreed <= k:
-            if not changed or len(words) <= k:
+            if same or len(words) <= k:
                 return None
             # Only the hypothesis moved: its words after the published ones, as `unstable`.
             return PartialTranscript(" ".join(self._stable), " ".join(words[k:]), n * 1000.0 / SAMPLE_RATE)
