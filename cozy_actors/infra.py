@@ -96,7 +96,7 @@ class Infra:
             enabled=rl.enabled,
             shared=shared,
         )
-        self.auth.limiter = self.ratelimit
+        self.auth.passwords.limiter = self.ratelimit
         afl = sec.auth_failure_limit
         self.auth.failures.limiter = RateLimiter(
             requests_per_minute=afl.per_client_per_minute, burst=afl.per_client_burst, link=self.redis, shared=shared

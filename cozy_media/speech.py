@@ -1,8 +1,8 @@
 """The speech service: what the audio endpoints (and later the voice actor) call.
 
 It owns the configured STT, TTS and VAD engines, the request limits, the voice names and the TTS
-cache, and checks every request before any work starts, so a bad request is a clear 4xx and
-never a broken stream. It has no notion of HTTP: the edge parses and formats.
+cache, and checks every request before any work starts (speech_checks.py), so a bad request is a
+clear 4xx and never a broken stream. It has no notion of HTTP: the edge parses and formats.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import asyncio
 import gc
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,10 +19,11 @@ import numpy as np
 from cozy_core.engines import EngineError, Health
 from cozy_core.errors import CozyError
 
-from .audio.decode import UPLOAD_FORMATS, decode_audio, normalize_formats
-from .audio.encode import FORMATS, OutputFormat, StreamEncoder, output_format
+from .audio.decode import decode_audio, normalize_formats
+from .audio.encode import OutputFormat, StreamEncoder
 from .audio.frames import PcmAudio
 from .bundled import SMART_TURN, bundled_file
+from .speech_checks import RequestChecks, SpeechLimits
 from .speech_routes import LanguageRouting
 from .stt.base import SAMPLE_RATE, Segment, STTEngine, Transcript
 from .stt.session import TranscriptionSession
@@ -40,17 +41,6 @@ log = logging.getLogger("cozy.speech")
 
 
 @dataclass(frozen=True)
-class SpeechLimits:
-    max_upload_bytes: int = 25 * 1024 * 1024
-    max_input_chars: int = 4096
-    max_duration_s: float = 1800.0
-    upload_formats: frozenset[str] = frozenset(UPLOAD_FORMATS)
-    response_formats: frozenset[str] = frozenset(("mp3", "opus", "aac", "flac", "wav", "pcm"))
-    min_speed: float = 0.25
-    max_speed: float = 4.0
-
-
-@dataclass(frozen=True)
 class SpeechSettings:
     """Behaviour knobs: voices, chunking, streaming transcription."""
 
@@ -64,7 +54,7 @@ class SpeechSettings:
     vad: VadParams = field(default_factory=VadParams)
 
 
-class SpeechService(LanguageRouting):
+class SpeechService(RequestChecks, LanguageRouting):
     def __init__(
         self,
         *,
@@ -174,13 +164,6 @@ class SpeechService(LanguageRouting):
             raise EngineError(f"{kind} engine unavailable: {detail}", code="ENGINE_UNAVAILABLE", status=503)
 
     # --- speech to text -----------------------------------------------------------------------
-    def check_upload_size(self, size: int) -> None:
-        if size > self.limits.max_upload_bytes:
-            mb = self.limits.max_upload_bytes / (1024 * 1024)
-            raise CozyError(
-                f"file is larger than the {mb:.0f} MB limit", code="VALIDATION_FILE_TOO_LARGE", status=413, param="file"
-            )
-
     async def decode_upload(self, data: bytes) -> PcmAudio:
         """Decode an uploaded file to 16 kHz mono (off the event loop)."""
         self.check_upload_size(len(data))
@@ -302,41 +285,6 @@ class SpeechService(LanguageRouting):
             )
         return voice
 
-    def check_text(self, text: str, param: str = "input") -> str:
-        if not isinstance(text, str) or not text.strip():
-            raise CozyError(f"{param} must be non-empty text", code="VALIDATION_ERROR", status=400, param=param)
-        if len(text) > self.limits.max_input_chars:
-            raise CozyError(
-                f"{param} is longer than {self.limits.max_input_chars} characters",
-                code="VALIDATION_TEXT_TOO_LONG",
-                status=400,
-                param=param,
-            )
-        return text
-
-    def check_format(self, name: str | None, param: str = "response_format") -> OutputFormat:
-        spec = output_format(name or "mp3")
-        allowed = self.limits.response_formats
-        if spec is None or (spec.name not in allowed and name not in allowed):
-            raise CozyError(
-                f"unsupported {param} {name!r} (allowed: {', '.join(sorted(allowed))})",
-                code="VALIDATION_AUDIO_FORMAT",
-                status=400,
-                param=param,
-            )
-        return spec
-
-    def check_speed(self, speed: float | None) -> float:
-        value = 1.0 if speed is None else float(speed)
-        if not (self.limits.min_speed <= value <= self.limits.max_speed):
-            raise CozyError(
-                f"speed must be between {self.limits.min_speed} and {self.limits.max_speed}",
-                code="VALIDATION_ERROR",
-                status=400,
-                param="speed",
-            )
-        return value
-
     def synthesizer(self, voice: str, speed: float = 1.0, sample_rate: int | None = OUTPUT_RATE) -> SpeechSynthesizer:
         """A per-session synthesizer (resolve and check `voice`/`speed`, and await `loaded()`, first)."""
         if (owner := self.voice_owner(voice)) is not self:
@@ -395,9 +343,4 @@ class SpeechService(LanguageRouting):
         return data
 
 
-def unknown_formats(names: Iterable[str]) -> list[str]:
-    """The names in `names` that are not output formats (for configuration checks)."""
-    return [n for n in names if output_format(n) is None and n not in FORMATS]
-
-
-__all__ = ["SpeechChunk", "SpeechLimits", "SpeechService", "SpeechSettings"]
+__all__ = ["SpeechChunk", "SpeechService", "SpeechSettings"]

@@ -6,6 +6,7 @@ one dict lookup. Every refusal is counted and written to the audit trail.
 
 Failed authentications are limited per client address before any lookup (failures.py). An
 unknown API key is remembered for UNKNOWN_TOKEN_S, so repeating it costs no database read either.
+A password becomes a JWT in login.py (`passwords`), signed with this service's secret.
 
 An admin's change (key revoked, user disabled or re-roled) is felt at once on the node that made
 it: `forget` marks the user or key, and a cached verification older than the mark is checked
@@ -21,7 +22,6 @@ import math
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -37,19 +37,13 @@ from cozy_core.errors import Invalid
 
 from . import tokens
 from .failures import FailureLimit
-from .principal import ROLES, AuthInvalid, AuthMissing, BadCredentials, Forbidden, Principal, RateLimited
+from .login import PasswordLogin
+from .principal import ROLES, AuthInvalid, AuthMissing, Forbidden, Principal
 
 log = logging.getLogger("cozy.auth")
 LOCAL_USER = "local"
 ADMIN_USER = "admin"
 UNKNOWN_TOKEN_S = 5.0  # an unknown API key (or a JWT of a gone user) is refused from memory this long
-
-
-@dataclass(frozen=True)
-class IssuedToken:
-    access_token: str
-    expires_at: int
-    expires_in: int
 
 
 class AuthService:
@@ -70,7 +64,7 @@ class AuthService:
         self.secret = secret or secrets.token_urlsafe(48)
         self.local: Principal | None = None
         self.unknown = TTLCache(50_000)  # digests of tokens refused lately: refused again without a read
-        self.limiter: Any = None  # a RateLimiter for password attempts (set by the infrastructure)
+        self.passwords = PasswordLogin(users, security, audit, self.secret)  # its .limiter: set by the infra
         self.failures = FailureLimit(security.auth_failure_limit, audit)  # its .limiter: set by the infra
         self.broadcast: Any = None  # a Broadcaster: revocations reach the other nodes at once
         self.on_end_sessions: Callable[[str | None, str | None], Any] | None = None  # (user_id, key_id)
@@ -314,54 +308,7 @@ class AuthService:
         )
         raise Forbidden(f"{action} is for admins")
 
-    # ------------------------------------------------------------------ tokens and users
-    async def login(
-        self, username: str, password: str, *, request_id: str | None = None, client: str | None = None
-    ) -> IssuedToken:
-        """Username + password -> a JWT (argon2 runs in a thread: it is deliberately slow).
-
-        Attempts are throttled per user name and per client address before any hashing happens."""
-        await self._throttle_login(username, client, request_id)
-        found = await self.users.by_name(username) if username else None
-        user, stored = found if found is not None else (None, None)
-        ok = await asyncio.to_thread(tokens.verify_password, password, stored)
-        if not ok or user is None or user.disabled:
-            AUTH_FAILURES.labels("bad_credentials").inc()
-            self.audit.record(
-                "auth.failed",
-                outcome="denied",
-                request_id=request_id,
-                resource="/v1/auth/token",
-                user_id=user.id if user else None,
-                user_name=username[:64] or None,
-                detail={"reason": "bad_credentials"},
-            )
-            raise BadCredentials()
-        token, expires_at = tokens.issue_jwt(user.id, user.name, user.role, self.secret, self.security.jwt_expiry_s)
-        self.audit.record("auth.token", user_id=user.id, user_name=user.name, request_id=request_id)
-        return IssuedToken(token, expires_at, self.security.jwt_expiry_s)
-
-    async def _throttle_login(self, username: str, client: str | None, request_id: str | None) -> None:
-        lim = self.security.login_limit
-        if self.limiter is None or not lim.enabled:
-            return
-        buckets = [(f"login:user:{username.strip().lower()[:64]}", lim.per_user_per_minute, lim.per_user_burst)]
-        if client:
-            buckets.append((f"login:client:{client}", lim.per_client_per_minute, lim.per_client_burst))
-        for key, rpm, burst in buckets:
-            decision = await self.limiter.check(key, rpm, burst)
-            if not decision.allowed:
-                AUTH_FAILURES.labels("login_throttled").inc()
-                self.audit.record(
-                    "auth.failed",
-                    outcome="denied",
-                    request_id=request_id,
-                    resource="/v1/auth/token",
-                    user_name=username[:64] or None,
-                    detail={"reason": "login_throttled", "bucket": key.split(":")[1]},
-                )
-                raise RateLimited(decision.retry_after_s, decision.retry_after_header, what="sign-in attempts")
-
+    # ------------------------------------------------------------------ users and keys
     async def create_user(
         self,
         name: str,

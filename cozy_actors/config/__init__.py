@@ -13,9 +13,9 @@ from .models import (
     SecurityConfig,
     SessionConfig,
     StorageConfig,
-    ToolsConfig,
     TurnConfig,
 )
+from .tools import ToolsConfig
 
 __all__ = [
     "ApiConfig",

@@ -26,10 +26,10 @@ from .models import (
     ObservabilityConfig,
     SecurityConfig,
     StorageConfig,
-    ToolsConfig,
 )
 from .redact import redact
 from .substitute import SubstitutionError, substitute, uses_env
+from .tools import ToolsConfig
 
 SECRET_KEY = re.compile(r"(secret|password|passwd|api_key|apikey|private_key|(^|_)token$|(^|_)key$)", re.I)
 

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 from cozy_actors.config import EnginesConfig
 from cozy_actors.engines.registry import EngineRegistry, RegistryError
 from cozy_core.engines import Engine
-from cozy_media.speech import SpeechLimits, SpeechService, SpeechSettings
+from cozy_media.speech import SpeechService, SpeechSettings
+from cozy_media.speech_checks import SpeechLimits
 from cozy_media.tts.base import OPENAI_VOICES
 from cozy_media.tts.cache import MemoryTTSCache
 from cozy_media.vad.stream import VadParams

@@ -24,7 +24,7 @@ async def issue_token(request: Request) -> Response:
     """POST /v1/auth/token: username + password (JSON or OAuth2 form) -> a bearer JWT."""
     body = await parse_body(request, TokenRequest, form_ok=True)
     client = request.app.state.client_address(request.scope)  # security.trusted_proxies decides
-    issued = await request.app.state.services.auth.login(
+    issued = await request.app.state.services.auth.passwords.login(
         body.username, body.password, request_id=current_request_id(), client=client
     )
     return json_response(

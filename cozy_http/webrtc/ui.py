@@ -145,7 +145,7 @@ async def _login(gateway: WebRTCGateway, username: str, password: str) -> bool:
             token = None
     if token is None:
         try:
-            token = (await auth.login(username, password)).access_token
+            token = (await auth.passwords.login(username, password)).access_token
         except CozyError:
             return False
     gateway.page_tokens[username] = token

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +13,7 @@ import openai
 import pytest
 
 from tests.e2e.conftest import ADMIN_KEY, CozyServer
+from tests.support.events import Recorder
 
 FRAME = 4800  # 100 ms of PCM16 at 24 kHz
 
@@ -45,35 +45,16 @@ async def rt_client(cozy_server: CozyServer) -> AsyncIterator[openai.AsyncOpenAI
         yield client
 
 
-class Events:
-    """Collects a connection's events in a background task; tests wait for types."""
+class Events(Recorder[Any]):
+    """Collects an SDK connection's events in a background task; tests wait for types."""
 
     def __init__(self, conn: Any) -> None:
+        super().__init__()
         self.conn = conn
-        self.items: list[tuple[float, Any]] = []
-        self._changed = asyncio.Event()
-        self._task = asyncio.create_task(self._run())
+        self.follow(conn)
 
-    async def _run(self) -> None:
-        async for event in self.conn:
-            self.items.append((time.perf_counter(), event))
-            self._changed.set()
-
-    def of(self, etype: str) -> list[Any]:
-        return [e for _, e in self.items if e.type == etype]
-
-    def times(self, etype: str) -> list[float]:
-        return [t for t, e in self.items if e.type == etype]
-
-    async def wait(self, etype: str, count: int = 1, timeout: float = 20.0) -> list[Any]:
-        async with asyncio.timeout(timeout):
-            while len(self.of(etype)) < count:
-                self._changed.clear()
-                await self._changed.wait()
-        return self.of(etype)
-
-    async def close(self) -> None:
-        self._task.cancel()
+    def type_of(self, event: Any) -> str:
+        return event.type  # an SDK object, not a dict
 
 
 async def send_audio(conn: Any, pcm: bytes, *, realtime: bool = True, stop: asyncio.Event | None = None) -> None:

@@ -14,6 +14,7 @@ import pytest
 import websockets
 
 from tests.e2e.conftest import ADMIN_KEY, STUB_MODEL, CozyServer, new_session_id, sse_events
+from tests.support.events import Recorder
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -21,29 +22,13 @@ AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 TEXT_SESSION = {"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}}
 
 
-class Call:
+class Call(Recorder[dict[str, Any]]):
     """A realtime WebSocket call with its events collected in the background."""
 
     def __init__(self, ws: Any) -> None:
+        super().__init__()
         self.ws = ws
-        self.events: list[dict[str, Any]] = []
-        self._changed = asyncio.Event()
-        self._task = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        async for text in self.ws:
-            self.events.append(json.loads(text))
-            self._changed.set()
-
-    def of(self, etype: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["type"] == etype]
-
-    async def wait(self, etype: str, count: int = 1, timeout: float = 20.0) -> list[dict[str, Any]]:
-        async with asyncio.timeout(timeout):
-            while len(self.of(etype)) < count:
-                self._changed.clear()
-                await self._changed.wait()
-        return self.of(etype)
+        self.follow(ws, json.loads)
 
     async def send(self, event: dict[str, Any]) -> None:
         await self.ws.send(json.dumps(event))

@@ -4,7 +4,6 @@ in the conversation when announced, per-item done order, out-of-band responses, 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 import websockets
 
 from tests.e2e.conftest import ADMIN_KEY, CozyServer
+from tests.support.events import Recorder
 
 from .realtime_support import speech_clip  # noqa: F401
 
@@ -25,46 +25,30 @@ def user_text(text: str) -> dict[str, Any]:
     return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
 
 
-class Raw:
-    """A raw GA connection: every event kept as JSON, waits by type."""
+class Raw(Recorder[dict[str, Any]]):
+    """A raw GA connection: every event kept as JSON (and its frame's size), waits by type."""
 
     def __init__(self, ws: Any) -> None:
+        super().__init__()
         self.ws = ws
-        self.events: list[dict[str, Any]] = []
         self.sizes: list[int] = []
-        self._changed = asyncio.Event()
-        self._task = asyncio.create_task(self._run())
+        self.follow(ws, self._decode)
 
-    async def _run(self) -> None:
-        async for frame in self.ws:
-            self.events.append(json.loads(frame))
-            self.sizes.append(len(frame))
-            self._changed.set()
+    def _decode(self, frame: str | bytes) -> dict[str, Any]:
+        self.sizes.append(len(frame))
+        return json.loads(frame)
 
     async def send(self, event: dict[str, Any]) -> None:
         await self.ws.send(json.dumps(event))
 
-    def of(self, etype: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["type"] == etype]
-
     def types(self) -> list[str]:
         return [e["type"] for e in self.events]
-
-    async def wait(self, etype: str, count: int = 1, timeout: float = 20.0) -> list[dict[str, Any]]:
-        async with asyncio.timeout(timeout):
-            while len(self.of(etype)) < count:
-                self._changed.clear()
-                await self._changed.wait()
-        return self.of(etype)
 
     async def update(self, session: dict[str, Any]) -> dict[str, Any]:
         """session.update; returns the session.updated or the error that answered it."""
         n, errors = len(self.of("session.updated")), len(self.of("error"))
         await self.send({"type": "session.update", "session": {"type": "realtime", **session}})
-        async with asyncio.timeout(10):
-            while len(self.of("session.updated")) == n and len(self.of("error")) == errors:
-                self._changed.clear()
-                await self._changed.wait()
+        await self.until(lambda: len(self.of("session.updated")) != n or len(self.of("error")) != errors, 10)
         return self.of("error")[-1] if len(self.of("error")) > errors else self.of("session.updated")[-1]
 
 

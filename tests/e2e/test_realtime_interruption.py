@@ -20,6 +20,7 @@ import pytest
 import websockets
 
 from tests.e2e.conftest import ADMIN_KEY, CozyServer
+from tests.support.events import Recorder
 
 from .realtime_support import FRAME, silence
 from .test_realtime_turns import espeak_pcm24, needs_espeak
@@ -30,44 +31,27 @@ VAD = {"type": "server_vad", "silence_duration_ms": 300, "prefix_padding_ms": 30
 LONG = " ".join(["This is a long answer that keeps going for quite a while."] * 6)
 
 
-class Conn:
+class Conn(Recorder[dict[str, Any]]):
     """A raw Realtime WebSocket: every event kept with its arrival time; a paced microphone."""
 
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self.events: list[tuple[float, dict[str, Any]]] = []
-        self._changed = asyncio.Event()
-        self._reader = asyncio.create_task(self._read())
-        self._mic: asyncio.Task[None] | None = None
+    timeout = 30.0
 
-    async def _read(self) -> None:
-        async for raw in self.ws:
-            self.events.append((time.perf_counter(), json.loads(raw)))
-            self._changed.set()
+    def __init__(self, ws: Any) -> None:
+        super().__init__()
+        self.ws = ws
+        self.follow(ws, json.loads)
+        self._mic: asyncio.Task[None] | None = None
 
     def story(self) -> list[str]:
         """The non-audio events, short: what a failing assertion prints."""
         keep = ("cozy.", "input_audio_buffer.", "conversation.item.input_audio_transcription.completed")
         keep += ("response.done", "conversation.item.deleted")
         out = []
-        for t, e in self.events:
+        for t, e in self.items:
             if e["type"].startswith(keep):
                 extra = {k: e[k] for k in ("reason", "transcript", "audio_end_ms", "audio_start_ms") if k in e}
                 out.append(f"{t:.2f} {e['type']} {extra}")
         return out
-
-    def of(self, etype: str) -> list[dict[str, Any]]:
-        return [e for _, e in self.events if e["type"] == etype]
-
-    def at(self, etype: str) -> list[float]:
-        return [t for t, e in self.events if e["type"] == etype]
-
-    async def wait(self, etype: str, count: int = 1, timeout: float = 30.0) -> list[dict[str, Any]]:
-        async with asyncio.timeout(timeout):
-            while len(self.of(etype)) < count:
-                self._changed.clear()
-                await self._changed.wait()
-        return self.of(etype)
 
     async def send(self, event: dict[str, Any]) -> None:
         await self.ws.send(json.dumps(event))
@@ -86,9 +70,9 @@ class Conn:
         self._mic = asyncio.create_task(run())
 
     async def close(self) -> None:
-        for task in (self._mic, self._reader):
-            if task is not None:
-                task.cancel()
+        if self._mic is not None:
+            self._mic.cancel()
+        await super().close()
 
 
 async def open_conn(server: CozyServer, sid: str, **query: str) -> tuple[Any, Conn]:
@@ -142,7 +126,7 @@ def delta_bytes(events: list[dict[str, Any]]) -> bytes:
 def assert_resumed_exactly(c: Conn) -> None:
     """The audio after `resumed` starts at the paused event's audio_end_ms: the very samples
     that had been sent as lead (no repeat, no gap), and no audio left while paused."""
-    evs = [e for _, e in c.events]
+    evs = c.events
     p = next(i for i, e in enumerate(evs) if e["type"] == "cozy.response.paused")
     r = next(i for i, e in enumerate(evs) if e["type"] == "cozy.response.resumed")
     assert not delta_bytes(evs[p:r]), "audio left while paused"
@@ -174,9 +158,9 @@ async def test_noise_and_backchannel_resume_the_reply(cozy_server: CozyServer, t
         assert not c.of("cozy.response.interrupted")
         full = "Echo: " + LONG
         assert c.of("response.output_audio_transcript.done")[0]["transcript"] == full
-        first_pause = c.at("cozy.response.paused")[0]
-        started = c.at("input_audio_buffer.speech_started")[0]
-        audio_times = c.at("response.output_audio.delta")
+        first_pause = c.times("cozy.response.paused")[0]
+        started = c.times("input_audio_buffer.speech_started")[0]
+        audio_times = c.times("response.output_audio.delta")
         assert not [t for t in audio_times if started + 0.1 < t < first_pause], "audio after speech_started"
         assert_resumed_exactly(c)
         await asyncio.sleep(1.0)  # a late final must not start a response either
@@ -247,12 +231,13 @@ async def test_default_websocket_mode_is_a_plain_cancel(cozy_server: CozyServer,
     try:
         await start_reply(c)
         c.speak(espeak_pcm24("mm-hmm", tmp))
-        started = (await c.wait("input_audio_buffer.speech_started")) and c.at("input_audio_buffer.speech_started")[0]
+        await c.wait("input_audio_buffer.speech_started")
+        started = c.times("input_audio_buffer.speech_started")[0]
         done = (await c.wait("response.done"))[0]
         assert done["response"]["status"] == "cancelled"
-        assert c.at("response.output_audio.delta")[-1] <= started + 0.05
+        assert c.times("response.output_audio.delta")[-1] <= started + 0.05
         await c.wait("conversation.item.input_audio_transcription.completed")
-        assert not [e for _, e in c.events if e["type"].startswith("cozy.")]
+        assert not [e for e in c.events if e["type"].startswith("cozy.")]
     finally:
         await c.close()
         await ws.close()

@@ -14,7 +14,8 @@ from cozy_actors.engines.speech import SpeechConfigError, build_speech
 from cozy_actors.services import CozyServices, StartupError
 from cozy_core.errors import CozyError
 from cozy_media.audio.frames import PcmAudio
-from cozy_media.speech import SpeechLimits, SpeechService, SpeechSettings
+from cozy_media.speech import SpeechService, SpeechSettings
+from cozy_media.speech_checks import SpeechLimits
 
 from .fakes import FakeSTT, FakeTTS
 

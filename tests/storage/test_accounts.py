@@ -58,7 +58,7 @@ async def test_revoke_and_disable_beat_the_caches(h: Harness, redis_link: RedisL
     here, there = node(h, redis_link), node(h, redis_link)
     accounts = Accounts(here)
     ann, key = await here.create_user("ann", password="correct horse")
-    jwt = (await here.login("ann", "correct horse")).access_token
+    jwt = (await here.passwords.login("ann", "correct horse")).access_token
     for auth in (here, there):
         assert (await auth.authenticate(key)).name == "ann"
         assert (await auth.authenticate(jwt)).name == "ann"

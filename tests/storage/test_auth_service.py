@@ -83,13 +83,13 @@ async def test_keys_jwts_and_refusals_are_audited(h: Harness) -> None:
     p = await h.auth.authenticate(key, request_id="r1", path="/v1/models")
     assert (p.user_id, p.role, p.rate_limit_rpm, p.rate_limit_burst) == (user.id, "user", 30, 3)
     assert p.rate_key == f"key:{p.key_id}"
-    issued = await h.auth.login("ann", "correct horse")
+    issued = await h.auth.passwords.login("ann", "correct horse")
     jp = await h.auth.authenticate(issued.access_token)
     assert jp.via == "jwt" and jp.user_id == user.id and jp.rate_key == f"user:{user.id}"
     with pytest.raises(BadCredentials):
-        await h.auth.login("ann", "wrong")
+        await h.auth.passwords.login("ann", "wrong")
     with pytest.raises(BadCredentials):
-        await h.auth.login("nobody", "whatever")
+        await h.auth.passwords.login("nobody", "whatever")
     with pytest.raises(AuthMissing):
         await h.auth.authenticate(None)
     with pytest.raises(AuthInvalid):

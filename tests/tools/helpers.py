@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from cozy_actors.config.models import ToolsConfig
+from cozy_actors.config.tools import ToolsConfig
 from tests.support.procs import REPO_ROOT
 
 NOTES_MODULE = "cozy_actors.engines.tools.examples.notes_server"

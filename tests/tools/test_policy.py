@@ -10,7 +10,7 @@ import mcp_types
 import pytest
 from pydantic import ValidationError
 
-from cozy_actors.config.models import MCPServerConfig, ToolsConfig
+from cozy_actors.config.tools import MCPServerConfig, ToolsConfig
 from cozy_actors.engines.tools.audit import ToolCaller, args_digest
 from cozy_actors.engines.tools.base import Tool, ToolCatalog
 from cozy_actors.engines.tools.engine import ToolsConfigError, ToolsEngine, check_config

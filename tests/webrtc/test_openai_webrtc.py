@@ -24,6 +24,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from tests.e2e.accounts import auth, make_user
 from tests.e2e.conftest import ADMIN_KEY, CozyServer
 from tests.e2e.realtime_support import Events
+from tests.support.events import Recorder
 from tests.webrtc.rtc_client import Microphone, Speaker
 from tests.webrtc.test_webrtc import wait_no_calls
 
@@ -33,25 +34,22 @@ def sdk(server: CozyServer, key: str) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=server.base_url, websocket_base_url=ws, api_key=key, max_retries=0)
 
 
-class OpenAICallClient:
+class OpenAICallClient(Recorder[dict[str, Any]]):
     """What a page does in OpenAI's WebRTC guide: a peer connection with the microphone, a data
     channel `oai-events`, the offer POSTed with the ephemeral key, the answer applied."""
 
+    timeout = 30.0
+
     def __init__(self) -> None:
+        super().__init__()
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN
         self.mic = Microphone()
         self.speaker = Speaker()
         self.channel = self.pc.createDataChannel("oai-events")
-        self.events: list[dict[str, Any]] = []
-        self._changed = asyncio.Event()
-        self.channel.on("message", self._on_message)
+        self.channel.on("message", lambda raw: self.record(orjson.loads(raw)))
         self.pc.addTrack(self.mic)
         self.pc.on("track", lambda track: self.speaker.start(track) if track.kind == "audio" else None)
         self.call_id: str | None = None
-
-    def _on_message(self, raw: str) -> None:
-        self.events.append(orjson.loads(raw))
-        self._changed.set()
 
     async def offer(self) -> str:
         await self.pc.setLocalDescription(await self.pc.createOffer())
@@ -80,15 +78,8 @@ class OpenAICallClient:
     def send(self, event: dict[str, Any]) -> None:
         self.channel.send(orjson.dumps(event).decode())
 
-    def of(self, etype: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e.get("type") == etype]
-
-    async def wait(self, etype: str, count: int = 1, timeout: float = 30.0) -> list[dict[str, Any]]:
-        async with asyncio.timeout(timeout):
-            while len(self.of(etype)) < count:
-                self._changed.clear()
-                await self._changed.wait()
-        return self.of(etype)
+    def type_of(self, event: dict[str, Any]) -> str | None:
+        return event.get("type")  # a data channel carries whatever the server sends
 
     async def close(self) -> None:
         await self.pc.close()

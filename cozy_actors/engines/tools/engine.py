@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
-from cozy_actors.config.models import MCPServerConfig, ToolsConfig
+from cozy_actors.config.tools import MCPServerConfig, ToolsConfig
 
 from .audit import ToolCallRecord
 from .base import Tool, ToolCatalog

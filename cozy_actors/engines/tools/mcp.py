@@ -31,7 +31,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types.jsonrpc import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
-from cozy_actors.config.models import MCPServerConfig
+from cozy_actors.config.tools import MCPServerConfig
 
 from .base import SideEffect, Tool, ToolError
 
