@@ -8,10 +8,11 @@ what the other live workers hold. A refusal looks at both; the price is that two
 each admit the last slot within one interval (a user can exceed its share by one slot per other
 worker, for at most that long). Rows carry the worker id and are refreshed with every sync; a
 worker killed outright stops refreshing, so its rows count for nothing after `ttl_s` and are
-deleted: a dead worker never leaks a user's share. `conversations` stay per worker: an idle
-conversation actor is an evictable cache (only this worker can evict it), and until placement
-routes a conversation to one owner, one conversation may have an actor on several workers.
-`llm_queue` is the local model's lane, which is per process.
+deleted: a dead worker never leaks a user's share. Of `conversations` a worker publishes only
+those in a turn (`Quotas.publish`): an idle conversation actor is an evictable cache that only
+its own worker can evict, so it counts where it lives, where it is evicted for a new one, and the
+share holds for conversations in a turn across all workers. `llm_queue` stays per process: it is
+the share of one local model's lane, and every worker has its own model.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from cozy_actors.storage.db import Database
 from cozy_core.errors import CozyError
 
 log = logging.getLogger("cozy.quotas")
-SHARED: tuple[Kind, ...] = ("realtime_sessions", "stt_streams")
+SHARED: tuple[Kind, ...] = ("conversations", "realtime_sessions", "stt_streams")
 
 # $1 this worker, $2/$3/$4 its (kind, owner, held) rows, $5 ttl: write ours, drop released and dead
 # rows, and return what the other live workers hold (the snapshot predates our writes: not ours).
@@ -85,7 +86,7 @@ class SharedQuotas(Quotas):
 
     async def sync(self) -> None:
         """Publish this worker's counts, learn the others' (one statement)."""
-        rows = [(kind, owner, n) for kind in SHARED for owner, n in self._held[kind].items() if n > 0]
+        rows = [(kind, owner, n) for kind in SHARED for owner, n in self.published(kind).items() if n > 0]
         kinds, owners, held = ([r[i] for r in rows] for i in range(3))
         found = await self.db.fetch("quota.sync", _SYNC, self.worker_id, kinds, owners, held, self.ttl_s)
         others: dict[str, Counter[str]] = {k: Counter() for k in SHARED}

@@ -5,9 +5,9 @@ lane), so without a per-user share one caller can fill it and everyone else gets
 is counted per user while a `Lease` is held; `Lease.release()` is idempotent, and every holder
 releases in a `finally` or an actor's stop callback, so a crash or a cancel cannot leak a slot.
 
-Counts are per process, except under `cozy serve --workers N`, where the live calls and streams
-of every worker on the node count together (quota_share.py: a PostgreSQL mirror, at most one sync
-interval behind); several nodes each allow the configured number.
+Counts are per process, except where several processes share a database (`cozy serve --workers
+N`, several nodes): there a user's live calls, streams and conversations in a turn on every
+process count together (quota_share.py: a PostgreSQL mirror, at most one sync interval behind).
 
 Admins are exempt when `exempt_admins` is set (the default): operators, benchmarks
 and the soak test run as admin; the process-wide limits (max_sessions, admission control) still
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 from cozy_actors.auth.principal import Principal
@@ -85,6 +86,7 @@ class Quotas:
     def __init__(self, config: QuotaConfig | None = None) -> None:
         self.config = config if config is not None else QuotaConfig()
         self._held: dict[str, Counter[str]] = {k: Counter() for k in _LABELS}
+        self._published: dict[str, Callable[[], Mapping[str, int]]] = {}
 
     def owner(self, principal: Principal | None) -> str | None:
         """The key quotas count this caller under; None when it is not limited (off, exempt admin)."""
@@ -116,6 +118,17 @@ class Quotas:
 
     def held(self, kind: Kind, owner: str) -> int:
         return self._held[kind][owner]
+
+    def publish(self, kind: Kind, counts: Callable[[], Mapping[str, int]]) -> None:
+        """What this process shows the other workers of `kind`, where that is not every slot it
+        holds: of conversations, only those in a turn (an idle one is this worker's cache, which
+        it evicts for a new one; another worker cannot)."""
+        self._published[kind] = counts
+
+    def published(self, kind: Kind) -> Mapping[str, int]:
+        """Per owner, the slots of `kind` the other workers count against this owner's share."""
+        counts = self._published.get(kind)
+        return counts() if counts is not None else self._held[kind]
 
     def elsewhere(self, kind: Kind, owner: str) -> int:
         """Slots this owner holds in other worker processes (none: quotas are per process here)."""

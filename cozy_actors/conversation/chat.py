@@ -75,6 +75,7 @@ class ChatService:
         self.quotas = quotas if quotas is not None else get_quotas()
         self._live: dict[str, set[_Tracked]] = {}  # quota owner -> leases of its live conversations
         self.supervisor = supervisor
+        self.quotas.publish("conversations", self._in_turn)
         self.personalities = personalities
         self.llms = llms
         self.catalog = catalog
@@ -184,6 +185,15 @@ class ChatService:
             return lease
         live = self._live.setdefault(owner, set())
         return _Tracked(lease, live, self._live, owner)
+
+    def _in_turn(self) -> dict[str, int]:
+        """Per owner, its conversations at work here: what the other workers count against its share."""
+        counts = {}
+        for owner, live in self._live.items():
+            n = sum(1 for t in live if t.ref is not None and self.supervisor.busy(t.ref))
+            if n:
+                counts[owner] = n
+        return counts
 
     def _evict_one(self, owner: str | None) -> bool:
         for tracked in list(self._live.get(owner or "", ())):

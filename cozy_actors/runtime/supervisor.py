@@ -171,6 +171,10 @@ class Supervisor:
                     f"{policy.max_loop_lag_s * 1000:.0f} ms admission limit"
                 )
 
+    def busy(self, ref: ActorRef) -> bool:
+        """Alive and at work (a message, a turn, a response): not an actor evict_if_idle may stop."""
+        return ref.alive and not _idle(ref)
+
     def evict_if_idle(self, ref: ActorRef, detail: str) -> bool:
         """Stop ``ref`` now (IDLE_TIMEOUT) if it is idle, as the idle timer would later; True if so.
         Lets a user's new conversation replace one of its idle ones instead of being refused."""

@@ -1,7 +1,8 @@
 """`cozy serve --workers 2` on the embedded defaults (no DATABASE_URL, no REDIS_URL; its own data
 dir): both workers answer on the one port, an admin change reaching one worker takes effect on
-the other (PostgreSQL LISTEN/NOTIFY), a rate limit is one budget for both, a worker killed with
-SIGKILL is replaced, and SIGTERM drains every worker and stops the embedded PostgreSQL, exit 0."""
+the other (PostgreSQL LISTEN/NOTIFY), a rate limit is one budget for both, so is a user's share
+of conversations in a turn, a worker killed with SIGKILL is replaced, and SIGTERM drains every
+worker and stops the embedded PostgreSQL, exit 0."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import time
 import uuid
 import wave
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -95,6 +97,7 @@ def node(tmp_path: Path) -> Iterator[Node]:
         "COZY_LOG_LEVEL": "info",
         "COZY_RATE_LIMIT_RPM": "60000",
         "COZY_RATE_LIMIT_BURST": "10000",
+        "COZY_QUOTA_CONVERSATIONS": "2",
     }
     args = [sys.executable, "-m", "cozy_http.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     process = start_process([*args, "--config", str(tmp_path / "config"), "--workers", "2"], None, env=env)
@@ -125,6 +128,13 @@ def make_user(root: str, **fields: object) -> tuple[str, str]:
     r = httpx.post(f"{root}/v1/admin/users", json=body, headers=ADMIN, timeout=30)
     assert r.status_code == 201, r.text
     return r.json()["id"], r.json()["api_key"]
+
+
+def chat_turn(root: str, key: str, text: str) -> httpx.Response:
+    """One turn of a new conversation (its own session id), as `key`, on a fresh connection."""
+    body = {"model": "stub-model", "messages": [{"role": "user", "content": text}]}
+    body["cozy"] = {"session_id": f"quota-{uuid.uuid4().hex}"}
+    return httpx.post(f"{root}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}, timeout=60)
 
 
 def postgres_running(data_dir: Path) -> bool:
@@ -182,6 +192,21 @@ def test_two_workers_share_one_port_broadcasts_limits_and_drain(node: Node) -> N
     flat = [s for per in statuses.values() for s in per]
     assert len(statuses) == 2, f"every request reached one worker ({statuses}): the check proves nothing"
     assert flat.count(200) == 3 and flat.count(429) == sent - 3, statuses
+
+    # A user's conversations in a turn count on both workers (its share is 2 here): with two in a
+    # turn, wherever they run, a third is refused by either worker; per-worker counts admit it.
+    _, chatter = make_user(root)
+    with ThreadPoolExecutor(2) as pool:
+        busy = [pool.submit(chat_turn, root, chatter, "SLEEP 4 hi") for _ in range(2)]
+        time.sleep(1.8)  # both turns are in the stub's sleep, and each worker has published its count
+        refused: dict[str, int] = {}
+        for _ in range(40):  # fresh connections until both workers have answered a third conversation
+            r = chat_turn(root, chatter, "hi")
+            refused[r.headers["x-cozy-worker"]] = r.status_code
+            if len(refused) == 2:
+                break
+        assert [f.result().status_code for f in busy] == [200, 200]
+    assert refused == dict.fromkeys(ids, 429), refused
 
     # kill -9 of one worker: the parent replaces it, the port keeps answering meanwhile.
     victim, pid = sorted(pids.items())[0]

@@ -1,6 +1,7 @@
 """Per-user quotas counted across worker processes (two SharedQuotas on one database = two
-workers): a user's live calls on one worker count on the other, a graceful stop frees them at
-once, and a worker killed outright (no close, no more syncs) stops counting after the TTL."""
+workers): a user's live calls on one worker count on the other, so do its conversations in a turn
+(not its idle ones), a graceful stop frees them at once, and a worker killed outright (no close,
+no more syncs) stops counting after the TTL."""
 
 from __future__ import annotations
 
@@ -36,9 +37,6 @@ async def test_a_users_calls_count_on_every_worker(db: Database) -> None:
         with pytest.raises(QuotaExceeded):
             b.acquire_for("realtime_sessions", "u1")
         a.acquire_for("realtime_sessions", "u2").release()  # other users are not affected
-        # Conversations stay per worker (an idle actor is only evictable where it lives).
-        a.acquire_for("conversations", "u1")
-        b.acquire_for("conversations", "u1")
         second.release()
         await b.sync()
         await a.sync()
@@ -71,3 +69,25 @@ async def test_a_killed_workers_slots_expire(db: Database) -> None:
         await restarted.close()
     finally:
         await a.close()
+
+
+async def test_conversations_in_a_turn_count_on_every_worker_idle_ones_do_not(db: Database) -> None:
+    a, b = worker(db, "w0", ttl_s=30.0), worker(db, "w1", ttl_s=30.0)
+    in_turn = {"u1": 1}
+    a.publish("conversations", lambda: in_turn)  # what ChatService publishes: its busy actors
+    await a.start()
+    await b.start()
+    try:
+        a.acquire_for("conversations", "u1")  # u1's one conversation lives on w0, in a turn
+        await a.sync()
+        await b.sync()
+        with pytest.raises(QuotaExceeded):
+            b.acquire_for("conversations", "u1")  # the share is 1, across workers
+        b.acquire_for("conversations", "u2").release()
+        in_turn.clear()  # the turn ended: w0 keeps the actor as an idle cache
+        await a.sync()
+        await b.sync()
+        b.acquire_for("conversations", "u1").release()  # an idle conversation elsewhere does not count
+    finally:
+        await a.close()
+        await b.close()
