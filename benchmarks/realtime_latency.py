@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import cpu_cap  # noqa: E402
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
@@ -452,6 +453,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--stagger-ms", type=int, default=97)
     ap.add_argument("--workers", type=int, default=1, help="worker processes of the server (cozy serve --workers)")
+    ap.add_argument(
+        "--cpu-per-worker",
+        type=float,
+        default=None,
+        help="hold each worker process to this many cores (cgroup v1 cpu quota; see cpu_cap.py)",
+    )
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/realtime_latency.json"))
     args = ap.parse_args(argv)
 
@@ -460,11 +467,14 @@ def main(argv: list[str] | None = None) -> int:
     stub = start_stub_llm(ttft_ms=0, token_ms=0) if args.engines == "stub" else start_stub_llm(ttft_ms=50, token_ms=5)
     tmp = Path(tempfile.mkdtemp(prefix="cozy-rt-bench-"))
     server = None
+    groups: list[Path] = []
     try:
         cfg = config_dir(args.engines, stub.base_url, tmp, preemptive=args.preemptive == "on")
         env = bench_server_env(stub.base_url, KEY, tmp / "data")
         workers = [] if args.workers == 1 else ["--workers", str(args.workers)]  # older servers lack the flag
         server, root = start_cozy_serve(env, config_dir=cfg, timeout=120, extra_args=workers)
+        if args.cpu_per_worker:
+            groups = cpu_cap.cap(cpu_cap.worker_pids(server.pid, args.workers), args.cpu_per_worker)
         rss0 = rss_mb(server.pid)
         texts0 = metrics_texts(root, args.workers)
         lag0, vad0, stages0 = scrape_lag(texts0), scrape_vad_batches(texts0), scrape_stage_means(texts0)
@@ -512,6 +522,8 @@ def main(argv: list[str] | None = None) -> int:
                 for k, v in stages1.items()
                 if (n := v[1] - stages0.get(k, (0.0, 0.0))[1]) > 0
             },
+            cpu_per_worker=args.cpu_per_worker,
+            throttled_s=round(cpu_cap.throttled_s(groups), 2) if groups else None,
             machine={
                 "cpus": os.cpu_count(),
                 "python": platform.python_version(),
@@ -522,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.stop()
+        cpu_cap.release(groups)
         stub.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(summary, indent=2))
