@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a plain script: python benchmarks/chat_overhead.py
 
+import cpu_cap  # noqa: E402
 import httptools  # noqa: E402
 import httpx  # noqa: E402
 import orjson  # noqa: E402
@@ -498,6 +499,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--client", choices=["raw", "httpx"], default="raw", help="load generator (see README)")
     p.add_argument("--workers", type=int, default=1, help="server worker processes (cozy serve --workers)")
     p.add_argument(
+        "--cpu-per-worker",
+        type=float,
+        default=None,
+        help="hold each worker process to this many cores (cgroup v1 cpu quota; see cpu_cap.py)",
+    )
+    p.add_argument(
         "--persist",
         action="store_true",
         help="also run every mode with cozy.session_id set (history loaded, turns stored in PostgreSQL)",
@@ -520,6 +527,7 @@ def main(argv: list[str] | None = None) -> int:
         api_key = args.api_key = "cozy-bench-" + secrets.token_urlsafe(24)  # bootstrap admin key of our server
     cozy_proc: ManagedProcess | None = None
     data_dir: str | None = None
+    groups: list[Path] = []
     with start_stub_llm(args.ttft_ms, args.token_ms, args.tokens) as stub:
         try:
             if args.cozy_url:
@@ -528,6 +536,8 @@ def main(argv: list[str] | None = None) -> int:
                 data_dir = tempfile.mkdtemp(prefix="cozy-bench-")
                 cfg = personalization_config(Path(data_dir), args.personalization) if args.personalization else None
                 cozy_proc, cozy_url = start_cozy(stub.base_url, api_key, data_dir, cfg, args.workers)
+                if args.cpu_per_worker:
+                    groups = cpu_cap.cap(cpu_cap.worker_pids(cozy_proc.pid, args.workers), args.cpu_per_worker)
             pgids = {"stub": stub.process.pid, "cozy": cozy_proc.pid if cozy_proc else None}
             try:
                 import uvloop
@@ -538,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if cozy_proc is not None:
                 cozy_proc.stop(grace=20)  # graceful: the embedded PostgreSQL is stopped by the server
+            cpu_cap.release(groups)
             if data_dir:
                 shutil.rmtree(data_dir, ignore_errors=True)
     lines = report(results)

@@ -347,6 +347,16 @@ def scrape_vad_batches(texts: list[str]) -> tuple[float, float]:
     return got["sum"], got["count"]
 
 
+def scrape_preemptive(texts: list[str]) -> dict[str, int]:
+    """Replies started at a pause so far, by outcome: used by the turn, or discarded."""
+    got: dict[str, int] = {}
+    for fam in _families(texts, "cozy_preemptive_generations"):
+        for s in fam.samples:
+            if s.name.endswith("_total"):
+                got[s.labels["outcome"]] = got.get(s.labels["outcome"], 0) + int(s.value)
+    return got
+
+
 def rss_mb(pid: int) -> float:
     total = 0
     for p in [pid, *[int(c) for c in _children(pid)]]:
@@ -516,6 +526,9 @@ def main(argv: list[str] | None = None) -> int:
             },
             # the server's CPU per second of a live session (ms): its CPU over the run / session-seconds
             server_cpu_ms_per_session_s=round((cpu1[0] - cpu0[0]) * 1000 / session_s, 2) if session_s else None,
+            preemptive_outcomes={
+                k: v - scrape_preemptive(texts0).get(k, 0) for k, v in scrape_preemptive(texts1).items()
+            },
             vad_chunks_per_model_call=round((vad1[0] - vad0[0]) / calls, 1) if calls else None,
             server_stage_mean_ms={
                 k: round((v[0] - stages0.get(k, (0.0, 0.0))[0]) / n * 1000, 1)
