@@ -28,11 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a plain script: python benchmarks/chat_overhead.py
 
-import cpu_cap  # noqa: E402
 import httptools  # noqa: E402
 import httpx  # noqa: E402
 import orjson  # noqa: E402
 
+from benchmarks import cpu_cap  # noqa: E402
 from tests.support.procs import ManagedProcess, start_cozy_serve, start_stub_llm  # noqa: E402
 
 TARGETS = {"overhead_p50_ms": 5.0, "overhead_p99_ms": 20.0, "cozy_rps": 300.0}

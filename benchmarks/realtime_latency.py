@@ -43,7 +43,6 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import cpu_cap  # noqa: E402
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
@@ -51,6 +50,7 @@ import websockets  # noqa: E402
 import yaml  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
+from benchmarks import cpu_cap  # noqa: E402
 from tests.support.procs import bench_server_env, start_cozy_serve, start_stub_llm  # noqa: E402
 
 KEY = "cozy-bench-realtime-key-0123456789abcdef"
