@@ -488,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         rss0 = rss_mb(server.pid)
         texts0 = metrics_texts(root, args.workers)
         lag0, vad0, stages0 = scrape_lag(texts0), scrape_vad_batches(texts0), scrape_stage_means(texts0)
+        primed0 = scrape_preemptive(texts0)
         cpu0 = server_cpu_s(server.pid), cpu_s(stub.process.pid), time.process_time()
         load0 = os.getloadavg()
         started = time.perf_counter()
@@ -526,9 +527,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             # the server's CPU per second of a live session (ms): its CPU over the run / session-seconds
             server_cpu_ms_per_session_s=round((cpu1[0] - cpu0[0]) * 1000 / session_s, 2) if session_s else None,
-            preemptive_outcomes={
-                k: v - scrape_preemptive(texts0).get(k, 0) for k, v in scrape_preemptive(texts1).items()
-            },
+            preemptive_outcomes={k: v - primed0.get(k, 0) for k, v in scrape_preemptive(texts1).items()},
             vad_chunks_per_model_call=round((vad1[0] - vad0[0]) / calls, 1) if calls else None,
             server_stage_mean_ms={
                 k: round((v[0] - stages0.get(k, (0.0, 0.0))[0]) / n * 1000, 1)
