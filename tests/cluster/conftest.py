@@ -148,6 +148,18 @@ def served_by(response: httpx.Response) -> str:
     return response.headers[NODE_HEADER]
 
 
+def both_ready(root: str, timeout: float = 240) -> None:
+    """/ready answers for one worker at a time: wait until each has said 200 (models loaded)."""
+    deadline = time.monotonic() + timeout
+    ready: set[str] = set()
+    while len(ready) < 2:
+        assert time.monotonic() < deadline, f"only {ready} became ready"
+        r = httpx.get(f"{root}/ready", timeout=10)
+        if r.status_code == 200:
+            ready.add(r.headers["x-cozy-worker"])
+        time.sleep(0.05)
+
+
 def model_saw(upstream: StubLLMServer, last_user_text: str, timeout: float = 5) -> list[tuple[str, Any]]:
     """The conversation (system prompt left out) of the latest upstream request whose last
     message is the user's `last_user_text`."""

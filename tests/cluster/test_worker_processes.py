@@ -25,6 +25,7 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.cluster.conftest import both_ready
 from tests.e2e.realtime_support import server_speech
 from tests.support.procs import REPO_ROOT, ManagedProcess, free_port, start_process, start_stub_llm, wait_http_ok
 from tests.webrtc.browser import CHROMIUM, Browser
@@ -109,18 +110,6 @@ def node(tmp_path: Path) -> Iterator[Node]:
     finally:
         process.stop(grace=60)
         stub.stop()
-
-
-def both_ready(root: str, timeout: float = 240) -> None:
-    """/ready answers for one worker at a time: wait until each has said 200 (models loaded)."""
-    deadline = time.monotonic() + timeout
-    ready: set[str] = set()
-    while len(ready) < 2:
-        assert time.monotonic() < deadline, f"only {ready} became ready"
-        r = httpx.get(f"{root}/ready", timeout=10)
-        if r.status_code == 200:
-            ready.add(r.headers["x-cozy-worker"])
-        time.sleep(0.05)
 
 
 def make_user(root: str, **fields: object) -> tuple[str, str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cluster.conftest import auth, chat, exchange, model_saw, node_env
+from tests.cluster.conftest import auth, both_ready, chat, exchange, model_saw, node_env
 from tests.support.procs import (
     REPO_ROOT,
     ManagedProcess,
@@ -59,6 +59,7 @@ def workers(stub_llm: StubLLMServer, tmp_path_factory: pytest.TempPathFactory) -
     try:
         root = f"http://127.0.0.1:{port}"
         wait_http_ok(f"{root}/ready", timeout=120, process=process)
+        both_ready(root, timeout=120)  # a worker still loading models gets no connection: turns would not alternate
         yield Workers(process, root, work / "personalities", stub_llm)
     finally:
         process.stop(grace=15)
