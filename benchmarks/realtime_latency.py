@@ -305,6 +305,9 @@ def metrics_texts(root: str, workers: int = 1) -> list[str]:
     return list(seen.values())
 
 
+POOL_WAIT = "cozy_worker_pool_wait_seconds"
+
+
 def _families(texts: list[str], name: str) -> Iterator[Any]:
     for text in texts:
         for fam in text_string_to_metric_families(text):
@@ -323,17 +326,33 @@ def scrape_lag(texts: list[str]) -> dict[float, float]:
     return out
 
 
-def scrape_stage_means(texts: list[str]) -> dict[str, tuple[float, float]]:
-    """(sum s, count) per turn stage (`cozy_turn_stage_seconds`): where the server's time goes."""
+def scrape_sums(
+    texts: list[str], family: str = "cozy_turn_stage_seconds", label: str = "stage"
+) -> dict[str, tuple[float, float]]:
+    """(sum s, count) per `label` of a histogram: per turn stage (where the server's time goes), or
+    per priority of the inference pool's queue wait (`cozy_worker_pool_wait_seconds`)."""
     out: dict[str, list[float]] = {}
-    for fam in _families(texts, "cozy_turn_stage_seconds"):
+    for fam in _families(texts, family):
         for s in fam.samples:
-            slot = out.setdefault(s.labels["stage"], [0.0, 0.0])
+            slot = out.setdefault(s.labels[label], [0.0, 0.0])
             if s.name.endswith("_sum"):
                 slot[0] += s.value
             elif s.name.endswith("_count"):
                 slot[1] += s.value
     return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def mean_ms(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]], counts: bool = False
+) -> dict[str, Any]:
+    """Mean ms per label over the run (with `counts`: [mean ms, observations])."""
+    out: dict[str, Any] = {}
+    for k, (total, n) in after.items():
+        t0, n0 = before.get(k, (0.0, 0.0))
+        if n - n0 > 0:
+            mean = round((total - t0) / (n - n0) * 1000, 1)
+            out[k] = [mean, int(n - n0)] if counts else mean
+    return out
 
 
 def scrape_vad_batches(texts: list[str]) -> tuple[float, float]:
@@ -487,7 +506,8 @@ def main(argv: list[str] | None = None) -> int:
             groups = cpu_cap.cap(cpu_cap.worker_pids(server.pid, args.workers), args.cpu_per_worker)
         rss0 = rss_mb(server.pid)
         texts0 = metrics_texts(root, args.workers)
-        lag0, vad0, stages0 = scrape_lag(texts0), scrape_vad_batches(texts0), scrape_stage_means(texts0)
+        lag0, vad0, stages0 = scrape_lag(texts0), scrape_vad_batches(texts0), scrape_sums(texts0)
+        waits0 = scrape_sums(texts0, POOL_WAIT, "priority")
         primed0 = scrape_preemptive(texts0)
         cpu0 = server_cpu_s(server.pid), cpu_s(stub.process.pid), time.process_time()
         load0 = os.getloadavg()
@@ -504,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
             waits = [r["stop_wait_ms"] for s in sessions for r in s.results if r.get("stop_wait_ms") is not None]
             summary["turns_waited_to_max"] = sum(1 for w in waits if w >= cap - 2 * args.frame_ms)
         texts1 = metrics_texts(root, args.workers)
-        vad1, stages1 = scrape_vad_batches(texts1), scrape_stage_means(texts1)
+        vad1, stages1 = scrape_vad_batches(texts1), scrape_sums(texts1)
         calls = vad1[1] - vad0[1]
         summary.update(
             engines=args.engines,
@@ -529,11 +549,9 @@ def main(argv: list[str] | None = None) -> int:
             server_cpu_ms_per_session_s=round((cpu1[0] - cpu0[0]) * 1000 / session_s, 2) if session_s else None,
             preemptive_outcomes={k: v - primed0.get(k, 0) for k, v in scrape_preemptive(texts1).items()},
             vad_chunks_per_model_call=round((vad1[0] - vad0[0]) / calls, 1) if calls else None,
-            server_stage_mean_ms={
-                k: round((v[0] - stages0.get(k, (0.0, 0.0))[0]) / n * 1000, 1)
-                for k, v in stages1.items()
-                if (n := v[1] - stages0.get(k, (0.0, 0.0))[1]) > 0
-            },
+            server_stage_mean_ms=mean_ms(stages0, stages1),
+            # how long inference jobs queued before a pool thread took them (mean ms, jobs), by priority
+            pool_wait_mean_ms=mean_ms(waits0, scrape_sums(texts1, POOL_WAIT, "priority"), counts=True),
             cpu_per_worker=args.cpu_per_worker,
             throttled_s=round(cpu_cap.throttled_s(groups), 2) if groups else None,
             machine={

@@ -32,19 +32,34 @@ import os
 import queue
 import sys
 import threading
+import time
+import weakref
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from prometheus_client import Gauge
+from prometheus_client import Gauge, Histogram
 
 T = TypeVar("T")
 
 POOL_PENDING = Gauge("cozy_worker_pool_pending", "Jobs queued or running in the inference worker pool.")
+POOL_WAIT = Histogram(
+    "cozy_worker_pool_wait_seconds",
+    "Time an inference job waited in the pool's queue before a worker took it, by priority.",
+    ["priority"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
 INFERENCE_NICENESS = int(os.environ.get("COZY_INFERENCE_NICENESS", "5"))
 
-# Job priorities (lower runs first). A final transcript or the next sentence of a reply is what a
-# caller is waiting for; a partial transcript is a nicety that may wait, or be skipped.
-NORMAL, BACKGROUND = 1, 2
+# Job priorities (lower runs first). URGENT: a caller is waiting on it right now, with nothing else
+# going on (the final transcript after the end of speech, a reply's first words). NORMAL: work that
+# will be waited for soon (a speculative final at a pause, the next sentence while one plays, HTTP
+# speech requests). BACKGROUND: a partial transcript, a nicety that may wait, or be skipped.
+URGENT, NORMAL, BACKGROUND = 0, 1, 2
+_WAIT_BY_PRIORITY = {
+    level: POOL_WAIT.labels(name)
+    for level, name in ((URGENT, "urgent"), (NORMAL, "normal"), (BACKGROUND, "background"))
+}
 _priority: contextvars.ContextVar[int] = contextvars.ContextVar("cozy_inference_priority", default=NORMAL)
 
 
@@ -64,12 +79,24 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), INFERENCE_NICENESS)
 
 
+@dataclass(slots=True, eq=False)
+class _Job:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+    priority: int
+    queued: float  # monotonic time it was submitted
+    taken: bool = False  # a worker has it (a promoted job sits in the heap twice)
+
+
 class InferencePool:
     """Worker threads fed from one priority queue (not FIFO: a partial never delays a final)."""
 
     def __init__(self, workers: int = 2) -> None:
         self.workers = max(1, workers)
-        self._heap: list[tuple[int, int, Any]] = []
+        self._heap: list[tuple[int, int, _Job]] = []
+        self._by_task: weakref.WeakKeyDictionary[asyncio.Task[Any], _Job] = weakref.WeakKeyDictionary()
         self._seq = itertools.count()
         self._cv = threading.Condition()
         self._closed = False
@@ -98,11 +125,18 @@ class InferencePool:
         with self._cv:
             if self._closed:
                 raise RuntimeError("the inference pool is shut down")
-            heapq.heappush(self._heap, (_priority.get(), next(self._seq), (fn, args, future, loop)))
+            job = _Job(fn, args, future, loop, _priority.get(), time.monotonic())
+            heapq.heappush(self._heap, (job.priority, next(self._seq), job))
+            if (task := asyncio.current_task()) is not None:
+                self._by_task[task] = job  # for `promote`
             self._pending += 1
             POOL_PENDING.set(self._pending)
             self._cv.notify()
-        return await future
+        try:
+            return await future
+        finally:
+            if task is not None and self._by_task.get(task) is job:
+                del self._by_task[task]  # its arguments (audio) are not kept for the task's life
 
     def _work(self) -> None:
         _lower_priority()
@@ -113,12 +147,27 @@ class InferencePool:
                 if self._closed:
                     return
                 _, _, job = heapq.heappop(self._heap)
+                if job.taken:
+                    continue  # promoted: its first entry already ran
+                job.taken = True
+            _WAIT_BY_PRIORITY[job.priority].observe(time.monotonic() - job.queued)
             try:
-                _execute(*job)
+                _execute(job.fn, job.args, job.future, job.loop)
             finally:
                 with self._cv:
                     self._pending -= 1
                     POOL_PENDING.set(self._pending)
+
+    def promote(self, task: asyncio.Task[Any], level: int = URGENT) -> bool:
+        """The job `task` waits on (if still queued) now runs at `level`: work started ahead of
+        need (a speculative final, a primed first sentence) becomes what a caller waits for."""
+        with self._cv:
+            job = self._by_task.get(task)
+            if job is None or job.taken or job.future.done() or job.priority <= level:
+                return False
+            job.priority = level
+            heapq.heappush(self._heap, (level, next(self._seq), job))
+            return True
 
     async def run_light(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a job that takes well under a millisecond (VAD) on the light lane."""
@@ -136,10 +185,11 @@ class InferencePool:
     def shutdown(self) -> None:
         with self._cv:
             self._closed = True
-            for _, _, (_, _, future, loop) in self._heap:
+            left = {id(job): job for _, _, job in self._heap if not job.taken}
+            for job in left.values():
                 with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(future.cancel)
-            self._pending -= len(self._heap)
+                    job.loop.call_soon_threadsafe(job.future.cancel)
+            self._pending -= len(left)
             self._heap.clear()
             self._cv.notify_all()
         with contextlib.suppress(queue.Empty):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..workers import BACKGROUND, get_pool, inference_priority
+from ..workers import BACKGROUND, URGENT, get_pool, inference_priority
 from .base import SAMPLE_RATE, STTEngine, Transcript
 
 _NORMALIZE = re.compile(r"[^\w']+")
@@ -181,20 +181,22 @@ class StreamingTranscriber:
         spec, self._spec = self._spec, None
         if spec is not None and spec[0] == self._generation and end <= spec[1] <= self._n:
             task = spec[2]
+            get_pool().promote(task)  # started at the pause; now the caller waits for it
         else:
             if spec is not None:
                 spec[2].cancel()
             # Keep a little audio past the end of speech: Whisper drops clipped final words.
             keep = self._n if end_ms is None else min(self._n, end + SAMPLE_RATE * 3 // 10)
-            task = asyncio.get_running_loop().create_task(self._decode_final(self._snapshot(keep)))
+            with inference_priority(URGENT):
+                task = asyncio.get_running_loop().create_task(self._decode_final(self._snapshot(keep)))
         self.reset()
         return task
 
     async def _decode_final(self, audio: np.ndarray) -> Transcript:
         if len(audio) < SAMPLE_RATE // 10:
             return Transcript(text="", language=self.language or "", duration=len(audio) / SAMPLE_RATE)
-        # NORMAL, like the replies' speech synthesis: work a caller waits for runs first come, first
-        # served, so one user's reply is not held behind every other user's final.
+        # URGENT when the utterance has ended (finalize), NORMAL when speculative (prefinalize, at a
+        # pause): a caller waiting now goes first; among waiting callers, first come, first served.
         return await self.engine.transcribe(audio, language=self.language, prompt=self.prompt, text_only=True)
 
     def _drop_spec(self) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from ..audio.frames import PcmAudio
 from ..audio.resample import resample
+from ..workers import NORMAL, URGENT, get_pool, inference_priority
 from .base import TTSEngine
 from .chunker import SentenceChunker
 
@@ -76,10 +77,16 @@ class SpeechSynthesizer:
                         reading = False
                         break
                     task = self.primed.pop(item, None)
+                    # The first sentence is what the listener waits for now (URGENT); each later one
+                    # has the sentence before it still to play (NORMAL).
+                    first = index == 0 and not pending
                     if task is None or task.cancelled():
-                        task = asyncio.get_running_loop().create_task(
-                            self.engine.synthesize(item, voice=self.voice, speed=self.speed)
-                        )
+                        with inference_priority(URGENT if first else NORMAL):
+                            task = asyncio.get_running_loop().create_task(
+                                self.engine.synthesize(item, voice=self.voice, speed=self.speed)
+                            )
+                    elif first:
+                        get_pool().promote(task)  # synthesized ahead, during the speaker's pause
                     pending.append((item, task))
                 if not pending or self._cancelled:
                     break

@@ -67,7 +67,17 @@ async def test_noise_music_breathing_give_no_user_turn(
         # Real speech still makes a turn and a reply.
         sender = asyncio.create_task(send_audio(conn, speech_clip + silence(3000)))
         completed = await ev.wait("conversation.item.input_audio_transcription.completed", len(texts) + 1, 30)
-        assert heard_question(completed[-1].transcript), completed[-1].transcript
+        if not heard_question(completed[-1].transcript):  # what the server heard, and where
+            spans = [
+                (e.type.rsplit(".", 1)[-1], getattr(e, "audio_start_ms", None) or getattr(e, "audio_end_ms", None))
+                for e in ev.events
+                if e.type.startswith("input_audio_buffer.speech_")
+            ]
+            pytest.fail(
+                f"{completed[-1].transcript!r} ({completed[-1].usage}); the clip: {len(speech_clip) / 48:.0f} ms, "
+                f"sent after {len(texts)} noise turns; VAD: {spans}; all transcripts: "
+                f"{[e.transcript for e in completed]}; errors: {[e.error.message for e in ev.of('error')]}"
+            )
         done = (await ev.wait("response.done", 1, 30))[0]
         assert done.response.status == "completed"
         sender.cancel()

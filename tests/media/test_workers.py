@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from cozy_media.workers import BACKGROUND, NORMAL, InferencePool, inference_priority
+from cozy_media.workers import BACKGROUND, NORMAL, URGENT, InferencePool, inference_priority
 
 
 async def test_priority_then_arrival_and_cancelled_jobs_never_run() -> None:
@@ -38,6 +38,43 @@ async def test_priority_then_arrival_and_cancelled_jobs_never_run() -> None:
                 break
             await asyncio.sleep(0.01)
         assert pool.pending == 0 and pool.has_idle_worker
+    finally:
+        gate.set()
+        pool.shutdown()
+
+
+async def test_a_promoted_job_overtakes_and_runs_once() -> None:
+    """Work started ahead of need (a speculative final at a pause) runs first once a caller waits on
+    it, exactly once; a job already taken, or not waiting in the pool, is not promoted."""
+    pool = InferencePool(1)
+    gate = threading.Event()
+    ran: list[str] = []
+    try:
+        blocker = asyncio.ensure_future(pool.run(gate.wait))
+        await asyncio.sleep(0.05)
+
+        async def job(name: str, level: int) -> str:
+            with inference_priority(level):
+                return await pool.run(lambda: ran.append(name) or name)
+
+        lookahead = asyncio.ensure_future(job("next-sentence", NORMAL))
+        speculative = asyncio.ensure_future(job("speculative-final", NORMAL))
+        first_words = asyncio.ensure_future(job("first-words", URGENT))
+        await asyncio.sleep(0.01)
+        assert pool.promote(speculative) is True
+        assert pool.promote(speculative) is False  # already at that level
+        assert pool.promote(blocker) is False  # running
+        assert pool.pending == 4
+        gate.set()
+        await asyncio.gather(lookahead, speculative, first_words, blocker)
+        # URGENT first come first served (the promoted one queued last), then NORMAL; no job twice
+        assert ran == ["first-words", "speculative-final", "next-sentence"]
+        assert pool.promote(speculative) is False  # done
+        for _ in range(100):
+            if pool.pending == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert pool.pending == 0
     finally:
         gate.set()
         pool.shutdown()
