@@ -10,6 +10,12 @@ import pytest
 from cozy_media.workers import BACKGROUND, NORMAL, URGENT, InferencePool, inference_priority
 
 
+async def job(pool: InferencePool, ran: list[str], name: str, level: int) -> str:
+    """A job that notes when it ran, submitted at `level`."""
+    with inference_priority(level):
+        return await pool.run(lambda: ran.append(name) or name)
+
+
 async def test_priority_then_arrival_and_cancelled_jobs_never_run() -> None:
     pool = InferencePool(1)
     gate = threading.Event()
@@ -18,14 +24,10 @@ async def test_priority_then_arrival_and_cancelled_jobs_never_run() -> None:
         blocker = asyncio.ensure_future(pool.run(gate.wait))
         await asyncio.sleep(0.05)  # the only worker is busy: everything below queues
 
-        async def job(name: str, level: int) -> str:
-            with inference_priority(level):
-                return await pool.run(lambda: ran.append(name) or name)
-
-        partial = asyncio.ensure_future(job("partial", BACKGROUND))
-        final_a = asyncio.ensure_future(job("final-a", NORMAL))
-        dropped = asyncio.ensure_future(job("dropped", NORMAL))
-        tts_b = asyncio.ensure_future(job("tts-b", NORMAL))
+        partial = asyncio.ensure_future(job(pool, ran, "partial", BACKGROUND))
+        final_a = asyncio.ensure_future(job(pool, ran, "final-a", NORMAL))
+        dropped = asyncio.ensure_future(job(pool, ran, "dropped", NORMAL))
+        tts_b = asyncio.ensure_future(job(pool, ran, "tts-b", NORMAL))
         await asyncio.sleep(0.01)
         assert pool.pending == 5 and not pool.has_idle_worker
         dropped.cancel()
@@ -53,13 +55,9 @@ async def test_a_promoted_job_overtakes_and_runs_once() -> None:
         blocker = asyncio.ensure_future(pool.run(gate.wait))
         await asyncio.sleep(0.05)
 
-        async def job(name: str, level: int) -> str:
-            with inference_priority(level):
-                return await pool.run(lambda: ran.append(name) or name)
-
-        lookahead = asyncio.ensure_future(job("next-sentence", NORMAL))
-        speculative = asyncio.ensure_future(job("speculative-final", NORMAL))
-        first_words = asyncio.ensure_future(job("first-words", URGENT))
+        lookahead = asyncio.ensure_future(job(pool, ran, "next-sentence", NORMAL))
+        speculative = asyncio.ensure_future(job(pool, ran, "speculative-final", NORMAL))
+        first_words = asyncio.ensure_future(job(pool, ran, "first-words", URGENT))
         await asyncio.sleep(0.01)
         assert pool.promote(speculative) is True
         assert pool.promote(speculative) is False  # already at that level
