@@ -185,8 +185,8 @@ class InferencePool:
     def shutdown(self) -> None:
         with self._cv:
             self._closed = True
-            left = {id(job): job for _, _, job in self._heap if not job.taken}
-            for job in left.values():
+            left = {job for _, _, job in self._heap if not job.taken}  # a promoted job is in it twice
+            for job in left:
                 with contextlib.suppress(RuntimeError):
                     job.loop.call_soon_threadsafe(job.future.cancel)
             self._pending -= len(left)

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
-import wave
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import numpy as np
 import openai
 import pytest
 
+from cozy_media.audio.encode import encode_audio
 from tests.e2e.conftest import ADMIN_KEY, CozyServer
 from tests.support.events import Recorder
 
@@ -32,23 +32,22 @@ def server_speech(base_url: str, text: str, key: str = ADMIN_KEY, tries: int = 4
     for _ in range(tries):
         r = httpx.post(f"{base_url}/audio/speech", headers=headers, json=body, timeout=60)
         assert r.status_code == 200, r.text
-        wav = io.BytesIO()
-        with wave.open(wav, "wb") as w:
-            w.setnchannels(1), w.setsampwidth(2), w.setframerate(24000), w.writeframes(r.content)
+        wav = encode_audio(np.frombuffer(r.content, dtype="<i2"), 24000, "wav")
         heard = httpx.post(
             f"{base_url}/audio/transcriptions",
             headers=headers,
             data={"model": "whisper-1"},
-            files={"file": ("take.wav", wav.getvalue(), "audio/wav")},
+            files={"file": ("take.wav", wav, "audio/wav")},
             timeout=60,
         )
         assert heard.status_code == 200, heard.text
-        if _words(text) <= _words(heard.json()["text"]):
+        if words(text) <= words(heard.json()["text"]):
             break
     return r.content
 
 
-def _words(text: str) -> set[str]:
+def words(text: str) -> set[str]:
+    """Lower-case words of a transcript, punctuation dropped (Whisper's casing and commas vary)."""
     return {w.strip(".,?!:;\"'").lower() for w in text.split()} - {""}
 
 

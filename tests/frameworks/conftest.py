@@ -73,8 +73,3 @@ def interruption_pcm(framework_server: FrameworkServer) -> bytes:
 def silence(ms: int) -> bytes:
     """PCM16 24 kHz silence (what a microphone sends after the user stops talking)."""
     return b"\0\0" * (24 * ms)
-
-
-def words(text: str) -> set[str]:
-    """Lower-case words of a transcript, punctuation dropped (Whisper's casing and commas vary)."""
-    return {w.strip(".,?!:;\"'").lower() for w in text.split()} - {""}

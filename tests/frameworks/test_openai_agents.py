@@ -16,7 +16,9 @@ from typing import Any
 from agents import function_tool
 from agents.realtime import RealtimeAgent, RealtimeRunner, RealtimeSession
 
-from .conftest import API_KEY, INTERRUPTION, FrameworkServer, silence, words
+from tests.e2e.realtime_support import words
+
+from .conftest import API_KEY, INTERRUPTION, FrameworkServer, silence
 
 FRAME = 4800  # 100 ms of PCM16 at 24 kHz
 INSTRUCTIONS = "You are the framework test agent."

@@ -40,7 +40,9 @@ from pipecat.services.openai.realtime.events import (
 from pipecat.services.openai.realtime.llm import OpenAIRealtimeLLMService
 from pipecat.workers.runner import WorkerRunner
 
-from .conftest import API_KEY, INTERRUPTION, FrameworkServer, silence, words
+from tests.e2e.realtime_support import words
+
+from .conftest import API_KEY, INTERRUPTION, FrameworkServer, silence
 
 FRAME = 4800  # 100 ms of PCM16 at 24 kHz
 RATE = 24000
